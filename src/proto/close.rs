@@ -80,18 +80,14 @@ impl<'a> CloseFrame<'a> {
     /// Parses an (already unmasked) close frame payload.
     pub fn parse(payload: &'a [u8]) -> Result<CloseFrame<'a>, BadClosePayload> {
         match payload {
-            [] => Ok(CloseFrame {
-                code: None,
-                reason: "",
-            }),
+            [] => Ok(CloseFrame { code: None, reason: "" }),
             [_] => Err(BadClosePayload::OneByte),
             [hi, lo, reason @ ..] => {
                 let code = CloseCode(u16::from_be_bytes([*hi, *lo]));
                 if !code.is_allowed_on_wire() {
                     return Err(BadClosePayload::InvalidCode(code.0));
                 }
-                let reason =
-                    std::str::from_utf8(reason).map_err(|_| BadClosePayload::ReasonNotUtf8)?;
+                let reason = std::str::from_utf8(reason).map_err(|_| BadClosePayload::ReasonNotUtf8)?;
                 Ok(CloseFrame {
                     code: Some(code),
                     reason,
@@ -138,18 +134,12 @@ mod tests {
     #[test]
     fn valid_and_invalid_codes() {
         for code in [
-            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999,
-            4000, 4999,
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999,
         ] {
             let payload = code.to_be_bytes();
-            assert_eq!(
-                CloseFrame::parse(&payload).unwrap().reply_code(),
-                CloseCode(code)
-            );
+            assert_eq!(CloseFrame::parse(&payload).unwrap().reply_code(), CloseCode(code));
         }
-        for code in [
-            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-        ] {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
             assert_eq!(
                 CloseFrame::parse(&code.to_be_bytes()),
                 Err(BadClosePayload::InvalidCode(code))
@@ -161,10 +151,7 @@ mod tests {
     fn reason_must_be_utf8() {
         let mut payload = 1000u16.to_be_bytes().to_vec();
         payload.extend_from_slice(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80");
-        assert_eq!(
-            CloseFrame::parse(&payload),
-            Err(BadClosePayload::ReasonNotUtf8)
-        );
+        assert_eq!(CloseFrame::parse(&payload), Err(BadClosePayload::ReasonNotUtf8));
         let mut ok = 1001u16.to_be_bytes().to_vec();
         ok.extend_from_slice("bye κόσμε".as_bytes());
         assert_eq!(CloseFrame::parse(&ok).unwrap().reason, "bye κόσμε");

@@ -178,13 +178,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, HeaderE
 }
 
 /// Writes a frame header for `payload_len` bytes into `dst`.
-pub fn encode_header(
-    dst: &mut impl BufMut,
-    fin: bool,
-    opcode: OpCode,
-    payload_len: usize,
-    mask: Option<[u8; 4]>,
-) {
+pub fn encode_header(dst: &mut impl BufMut, fin: bool, opcode: OpCode, payload_len: usize, mask: Option<[u8; 4]>) {
     dst.put_u8(if fin { 0x80 } else { 0 } | opcode.to_wire());
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     match payload_len {
@@ -214,13 +208,7 @@ pub fn header_len(payload_len: usize, masked: bool) -> usize {
 }
 
 /// Appends a whole frame to `dst`; with a mask, the payload is masked as it is copied.
-pub fn encode_frame(
-    dst: &mut BytesMut,
-    fin: bool,
-    opcode: OpCode,
-    payload: &[u8],
-    mask: Option<[u8; 4]>,
-) {
+pub fn encode_frame(dst: &mut BytesMut, fin: bool, opcode: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
     dst.reserve(header_len(payload.len(), mask.is_some()) + payload.len());
     encode_header(dst, fin, opcode, payload.len(), mask);
     let start = dst.len();
@@ -273,35 +261,21 @@ mod tests {
 
     #[test]
     fn reserved_bits_and_opcodes_are_rejected() {
-        assert_eq!(
-            decode_all(&[0x81 | 0x40, 0x80]),
-            Err(HeaderError::ReservedBits)
-        );
-        assert_eq!(
-            decode_all(&[0x81 | 0x10, 0x80]),
-            Err(HeaderError::ReservedBits)
-        );
+        assert_eq!(decode_all(&[0x81 | 0x40, 0x80]), Err(HeaderError::ReservedBits));
+        assert_eq!(decode_all(&[0x81 | 0x10, 0x80]), Err(HeaderError::ReservedBits));
         for op in [3u8, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf] {
-            assert_eq!(
-                decode_all(&[0x80 | op, 0x80]),
-                Err(HeaderError::UnknownOpcode(op))
-            );
+            assert_eq!(decode_all(&[0x80 | op, 0x80]), Err(HeaderError::UnknownOpcode(op)));
         }
     }
 
     #[test]
     fn control_frame_rules() {
-        assert_eq!(
-            decode_all(&[0x09, 0x80]),
-            Err(HeaderError::ControlFragmented)
-        );
+        assert_eq!(decode_all(&[0x09, 0x80]), Err(HeaderError::ControlFragmented));
         assert_eq!(
             decode_all(&[0x89, 0x80 | 126, 0, 126]),
             Err(HeaderError::ControlTooLong)
         );
-        assert!(decode_all(&[0x89, 0x80 | 125, 1, 2, 3, 4])
-            .unwrap()
-            .is_some());
+        assert!(decode_all(&[0x89, 0x80 | 125, 1, 2, 3, 4]).unwrap().is_some());
     }
 
     #[test]
@@ -309,10 +283,7 @@ mod tests {
         let mut top = vec![0x82, 127];
         top.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert_eq!(decode_all(&top), Err(HeaderError::LengthTopBit));
-        assert_eq!(
-            decode_all(&[0x82, 126, 0, 5]),
-            Err(HeaderError::NonMinimalLength)
-        );
+        assert_eq!(decode_all(&[0x82, 126, 0, 5]), Err(HeaderError::NonMinimalLength));
         let mut long = vec![0x82, 127];
         long.extend_from_slice(&100u64.to_be_bytes());
         assert_eq!(decode_all(&long), Err(HeaderError::NonMinimalLength));

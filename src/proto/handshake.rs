@@ -41,15 +41,9 @@ impl HttpError {
 
     /// The full HTTP response: status line, headers, and the reason as a text body.
     pub fn to_response(&self) -> Vec<u8> {
-        let headers: Vec<(&str, &str)> =
-            self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let body = format!("{}\n", self.reason);
-        http_response(
-            self.status,
-            "text/plain; charset=utf-8",
-            &headers,
-            body.as_bytes(),
-        )
+        http_response(self.status, "text/plain; charset=utf-8", &headers, body.as_bytes())
     }
 }
 
@@ -107,8 +101,7 @@ impl Request {
 
     /// Whether some `name` header lists `token` (case-insensitive).
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.header_tokens(name)
-            .any(|t| t.eq_ignore_ascii_case(token))
+        self.header_tokens(name).any(|t| t.eq_ignore_ascii_case(token))
     }
 
     /// Whether the client asks to switch to WebSocket (`Upgrade: websocket`).
@@ -168,15 +161,10 @@ pub struct Upgrade {
 /// when none matches, the upgrade proceeds without one, as section 4.2.2 allows.
 pub fn validate_upgrade(req: &Request, supported: &[String]) -> Result<Upgrade, HttpError> {
     if req.method != "GET" {
-        return Err(
-            HttpError::new(405, "WebSocket upgrades must use GET").with_header("Allow", "GET")
-        );
+        return Err(HttpError::new(405, "WebSocket upgrades must use GET").with_header("Allow", "GET"));
     }
     if req.minor_version < 1 {
-        return Err(HttpError::new(
-            400,
-            "WebSocket upgrades need HTTP/1.1 or later",
-        ));
+        return Err(HttpError::new(400, "WebSocket upgrades need HTTP/1.1 or later"));
     }
     if req.header("host").is_none() {
         return Err(HttpError::new(400, "missing Host header"));
@@ -185,14 +173,12 @@ pub fn validate_upgrade(req: &Request, supported: &[String]) -> Result<Upgrade, 
         return Err(HttpError::new(400, "Upgrade header must name websocket"));
     }
     if !req.has_token("connection", "upgrade") {
-        return Err(HttpError::new(
-            400,
-            "Connection header must contain upgrade",
-        ));
+        return Err(HttpError::new(400, "Connection header must contain upgrade"));
     }
     if req.header("sec-websocket-version").map(<[u8]>::trim_ascii) != Some(b"13".as_slice()) {
-        return Err(HttpError::new(426, "unsupported WebSocket version, use 13")
-            .with_header("Sec-WebSocket-Version", "13"));
+        return Err(
+            HttpError::new(426, "unsupported WebSocket version, use 13").with_header("Sec-WebSocket-Version", "13")
+        );
     }
     let key = req
         .header("sec-websocket-key")
@@ -200,12 +186,7 @@ pub fn validate_upgrade(req: &Request, supported: &[String]) -> Result<Upgrade, 
         .unwrap_or_default();
     match BASE64.decode(key) {
         Ok(nonce) if nonce.len() == 16 => {}
-        _ => {
-            return Err(HttpError::new(
-                400,
-                "Sec-WebSocket-Key must be 16 bytes in base64",
-            ))
-        }
+        _ => return Err(HttpError::new(400, "Sec-WebSocket-Key must be 16 bytes in base64")),
     }
     let protocol = supported
         .iter()
@@ -228,7 +209,9 @@ pub fn accept_key(key: &[u8]) -> String {
 /// The `101 Switching Protocols` response for an accepted upgrade.
 pub fn upgrade_response(upgrade: &Upgrade) -> Vec<u8> {
     let mut out = Vec::with_capacity(160);
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
+    );
     out.extend_from_slice(upgrade.accept.as_bytes());
     if let Some(protocol) = &upgrade.protocol {
         out.extend_from_slice(b"\r\nSec-WebSocket-Protocol: ");
@@ -239,12 +222,7 @@ pub fn upgrade_response(upgrade: &Upgrade) -> Vec<u8> {
 }
 
 /// A complete `Connection: close` HTTP/1.1 response with a body.
-pub fn http_response(
-    status: u16,
-    content_type: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Vec<u8> {
+pub fn http_response(status: u16, content_type: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         reason_phrase(status),
@@ -289,10 +267,7 @@ mod tests {
 
     #[test]
     fn rfc_example_key_gives_rfc_accept() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]
@@ -306,10 +281,7 @@ mod tests {
         assert!(response.starts_with("HTTP/1.1 101 "));
         assert!(response.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(response.contains("Sec-WebSocket-Protocol: superchat\r\n"));
-        assert!(validate_upgrade(&req, &["mqtt".into()])
-            .unwrap()
-            .protocol
-            .is_none());
+        assert!(validate_upgrade(&req, &["mqtt".into()]).unwrap().protocol.is_none());
     }
 
     #[test]
@@ -322,24 +294,13 @@ mod tests {
 
     #[test]
     fn partial_head_asks_for_more_then_431_at_the_limit() {
-        assert_eq!(
-            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192),
-            Ok(None)
-        );
+        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n", 8192), Ok(None));
         let huge = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n", "a".repeat(9000));
-        assert_eq!(
-            parse_request(huge.as_bytes(), 8192).unwrap_err().status,
-            431
-        );
+        assert_eq!(parse_request(huge.as_bytes(), 8192).unwrap_err().status, 431);
         let many: String = (0..70).map(|i| format!("X-{i}: v\r\n")).collect();
         let req = format!("GET / HTTP/1.1\r\n{many}\r\n");
         assert_eq!(parse_request(req.as_bytes(), 8192).unwrap_err().status, 431);
-        assert_eq!(
-            parse_request(b"\x00\x01garbage\r\n\r\n", 8192)
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert_eq!(parse_request(b"\x00\x01garbage\r\n\r\n", 8192).unwrap_err().status, 400);
     }
 
     fn status_of(text: &str) -> u16 {
@@ -350,28 +311,15 @@ mod tests {
     fn each_rule_of_4_2_1_has_its_status() {
         assert_eq!(status_of(&GOOD.replace("GET", "POST")), 405);
         assert_eq!(status_of(&GOOD.replace("HTTP/1.1", "HTTP/1.0")), 400);
-        assert_eq!(
-            status_of(&GOOD.replace("Host: server.example.com\r\n", "")),
-            400
-        );
-        assert_eq!(
-            status_of(&GOOD.replace("Upgrade: websocket", "Upgrade: h2c")),
-            400
-        );
-        assert_eq!(
-            status_of(&GOOD.replace("keep-alive, Upgrade", "keep-alive")),
-            400
-        );
+        assert_eq!(status_of(&GOOD.replace("Host: server.example.com\r\n", "")), 400);
+        assert_eq!(status_of(&GOOD.replace("Upgrade: websocket", "Upgrade: h2c")), 400);
+        assert_eq!(status_of(&GOOD.replace("keep-alive, Upgrade", "keep-alive")), 400);
         assert_eq!(
             status_of(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZQ==")),
             400
         );
-        assert_eq!(
-            status_of(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!")),
-            400
-        );
-        let old =
-            validate_upgrade(&parse(&GOOD.replace("Version: 13", "Version: 8")), &[]).unwrap_err();
+        assert_eq!(status_of(&GOOD.replace("dGhlIHNhbXBsZSBub25jZQ==", "!!!")), 400);
+        let old = validate_upgrade(&parse(&GOOD.replace("Version: 13", "Version: 8")), &[]).unwrap_err();
         assert_eq!(old.status, 426);
         assert!(String::from_utf8(old.to_response())
             .unwrap()
@@ -380,21 +328,16 @@ mod tests {
 
     #[test]
     fn tokens_are_case_insensitive_and_may_span_header_lines() {
-        let text = GOOD
-            .replace("Upgrade: websocket", "UPGRADE: WebSocket")
-            .replace(
-                "Connection: keep-alive, Upgrade\r\n",
-                "Connection: keep-alive\r\nconnection: UPGRADE\r\n",
-            );
+        let text = GOOD.replace("Upgrade: websocket", "UPGRADE: WebSocket").replace(
+            "Connection: keep-alive, Upgrade\r\n",
+            "Connection: keep-alive\r\nconnection: UPGRADE\r\n",
+        );
         assert!(validate_upgrade(&parse(&text), &[]).is_ok());
     }
 
     #[test]
     fn error_response_is_well_formed() {
-        let resp = String::from_utf8(
-            HttpError::new(404, "no WebSocket endpoint at this path").to_response(),
-        )
-        .unwrap();
+        let resp = String::from_utf8(HttpError::new(404, "no WebSocket endpoint at this path").to_response()).unwrap();
         assert!(resp.starts_with("HTTP/1.1 404 Not Found\r\n"));
         assert!(resp.contains("Content-Length: 35\r\n"));
         assert!(resp.ends_with("\r\n\r\nno WebSocket endpoint at this path\n"));

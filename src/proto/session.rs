@@ -133,11 +133,7 @@ impl Session {
 
     /// Decodes `input` (unmasking it in place), calling `on_event` for each complete message
     /// and control frame. On error the connection must be failed with the returned code.
-    pub fn feed(
-        &mut self,
-        input: &mut [u8],
-        on_event: &mut impl FnMut(Event<'_>),
-    ) -> Result<(), ProtocolError> {
+    pub fn feed(&mut self, input: &mut [u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<(), ProtocolError> {
         let mut pos = 0;
         while pos < input.len() && !self.close_received {
             if self.frame.is_none() {
@@ -148,9 +144,7 @@ impl Session {
                 self.check_frame(&header)?;
                 let len = header.payload_len as usize;
                 let whole_here = header.payload_len <= (input.len() - pos) as u64;
-                if whole_here
-                    && (header.opcode.is_control() || (header.fin && self.message.is_none()))
-                {
+                if whole_here && (header.opcode.is_control() || (header.fin && self.message.is_none())) {
                     let payload = &mut input[pos..pos + len];
                     pos += len;
                     if let Some(key) = header.mask {
@@ -197,22 +191,16 @@ impl Session {
     /// The rules that depend on role and on the message in progress.
     fn check_frame(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
         match (self.role, header.mask.is_some()) {
-            (Role::Server, false) => {
-                return Err(ProtocolError::protocol("client frame not masked"))
-            }
+            (Role::Server, false) => return Err(ProtocolError::protocol("client frame not masked")),
             (Role::Client, true) => return Err(ProtocolError::protocol("server frame masked")),
             _ => {}
         }
         let buffered = match (header.opcode, &self.message) {
             (OpCode::Continuation, None) => {
-                return Err(ProtocolError::protocol(
-                    "continuation without a message to continue",
-                ))
+                return Err(ProtocolError::protocol("continuation without a message to continue"))
             }
             (OpCode::Text | OpCode::Binary, Some(_)) => {
-                return Err(ProtocolError::protocol(
-                    "new message before the fragmented one ended",
-                ))
+                return Err(ProtocolError::protocol("new message before the fragmented one ended"))
             }
             (OpCode::Continuation, Some(message)) => message.data.len() as u64,
             _ => 0,
@@ -266,10 +254,7 @@ impl Session {
         if frame.opcode.is_control() {
             self.control.extend_from_slice(chunk);
         } else {
-            let message = self
-                .message
-                .as_mut()
-                .expect("data frames belong to a message");
+            let message = self.message.as_mut().expect("data frames belong to a message");
             if message.kind == MessageKind::Text {
                 message.utf8.feed(chunk).map_err(|_| invalid_utf8())?;
             }
@@ -283,10 +268,7 @@ impl Session {
             let payload = std::mem::take(&mut self.control);
             self.complete_frame(frame.opcode, &payload, on_event)?;
         } else if frame.fin {
-            let mut message = self
-                .message
-                .take()
-                .expect("data frames belong to a message");
+            let mut message = self.message.take().expect("data frames belong to a message");
             if message.kind == MessageKind::Text {
                 message.utf8.finish().map_err(|_| invalid_utf8())?;
             }
@@ -310,8 +292,7 @@ impl Session {
             OpCode::Ping => on_event(Event::Ping(payload)),
             OpCode::Pong => on_event(Event::Pong(payload)),
             OpCode::Close => {
-                let frame = CloseFrame::parse(payload)
-                    .map_err(|e| ProtocolError::protocol(e.describe()))?;
+                let frame = CloseFrame::parse(payload).map_err(|e| ProtocolError::protocol(e.describe()))?;
                 self.close_received = true;
                 on_event(Event::Close(frame));
             }
