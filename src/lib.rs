@@ -4,5 +4,15 @@
 //! - [`proto`]: the sans-io RFC 6455 core (handshake, frame codec, masking, UTF-8, sessions).
 //! - [`server`]: the thin I/O layer: per-core monoio runtimes, listeners, connection tasks.
 //! - [`handler`]: the callback API an application implements.
+//! - [`metrics`]: per-core counters exported in the Prometheus format.
+//! - [`config`]: the embedded default configuration and its overrides.
 
+pub mod config;
+pub mod handler;
+pub mod metrics;
 pub mod proto;
+pub mod server;
+
+pub use config::Config;
+pub use handler::{Context, EchoHandler, Handler, Message};
+pub use server::{RunningServer, Server, ServerError};

@@ -1,0 +1,128 @@
+//! Command-line flags. Each flag overrides the same key of the configuration file, which
+//! overrides the embedded default (`src/config/default.toml`).
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ringcast::config::{Config, ConfigError, CoreSelection, IoMode, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// ringcast: a thread-per-core io_uring WebSocket server.
+///
+/// With no flags it runs the embedded default configuration: echo mode on 127.0.0.1:9001,
+/// one thread per available core.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+pub struct Args {
+    /// TOML configuration file laid over the embedded default.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Address to listen on (repeatable). Port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// Cores to run on: "all", a count such as 2, or a list such as 0,2-3.
+    #[arg(long, value_name = "SEL")]
+    cores: Option<CoreSelection>,
+    /// io driver: auto (io_uring, else epoll), uring, epoll.
+    #[arg(long, value_enum)]
+    io: Option<IoMode>,
+    /// Built-in application (echo).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Path that accepts WebSocket upgrades (repeatable; "*" for any).
+    #[arg(long = "ws-path", value_name = "PATH")]
+    ws_paths: Vec<String>,
+    /// Subprotocol to offer, in preference order (repeatable).
+    #[arg(long = "subprotocol", value_name = "NAME")]
+    subprotocols: Vec<String>,
+    /// Request header to keep for handlers (repeatable).
+    #[arg(long = "keep-header", value_name = "NAME")]
+    keep_headers: Vec<String>,
+    /// Largest message or frame in bytes; larger ones close with 1009.
+    #[arg(long, value_name = "BYTES")]
+    max_message_size: Option<usize>,
+    /// Most open WebSocket connections in the process; more get 503.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Largest request head in bytes; larger ones get 431.
+    #[arg(long, value_name = "BYTES")]
+    max_request_head: Option<usize>,
+    /// Drop clients that have not sent a complete upgrade request in this time (e.g. 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    handshake_timeout: Option<Duration>,
+    /// Wait this long for the peer's close frame before closing TCP (e.g. 5s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    close_timeout: Option<Duration>,
+    /// Log level: error, warn, info, debug, trace (or an EnvFilter directive).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    ringcast::config::parse_duration(text)
+}
+
+impl Args {
+    /// The effective configuration: embedded default, then `--config`, then flags.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        if self.print_default_config {
+            print!("{}", ringcast::config::DEFAULT_CONFIG_TOML);
+            std::process::exit(0);
+        }
+        let mut config = Config::load(self.config.as_deref())?;
+        if !self.listen.is_empty() {
+            config.listen = self.listen;
+        }
+        if !self.ws_paths.is_empty() {
+            config.ws_paths = self.ws_paths;
+        }
+        if !self.subprotocols.is_empty() {
+            config.subprotocols = self.subprotocols;
+        }
+        if !self.keep_headers.is_empty() {
+            config.keep_headers = self.keep_headers;
+        }
+        set(&mut config.cores, self.cores);
+        set(&mut config.io, self.io);
+        set(&mut config.mode, self.mode);
+        set(&mut config.max_message_size, self.max_message_size);
+        set(&mut config.max_connections, self.max_connections);
+        set(&mut config.max_request_head, self.max_request_head);
+        set(&mut config.handshake_timeout, self.handshake_timeout);
+        set(&mut config.close_timeout, self.close_timeout);
+        set(&mut config.log_level, self.log_level);
+        set(&mut config.log_format, self.log_format);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+fn set<T>(slot: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *slot = value;
+    }
+}
+
+/// Installs the `tracing` subscriber: stderr, text or JSON, at the configured level.
+pub fn init_logging(config: &Config) -> Result<(), String> {
+    let filter =
+        EnvFilter::try_new(&config.log_level).map_err(|e| format!("invalid log level {:?}: {e}", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Engine configuration: an embedded default, an optional TOML file over it, flags over both.
+
+mod cores;
+mod duration;
+
+pub use duration::parse as parse_duration;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use cores::{CoreSelection, CoreSelectionError};
+
+/// The configuration compiled into the binary; see `src/config/default.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
+
+/// Which io driver each core's monoio runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// io_uring, or epoll with a log line when io_uring cannot be set up.
+    Auto,
+    /// io_uring only; fail to start without it.
+    Uring,
+    /// The legacy epoll driver.
+    Epoll,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the engine. Field docs live in `default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub cores: CoreSelection,
+    pub io: IoMode,
+    pub mode: String,
+    pub ws_paths: Vec<String>,
+    pub subprotocols: Vec<String>,
+    pub keep_headers: Vec<String>,
+    pub max_message_size: usize,
+    pub max_connections: usize,
+    pub max_request_head: usize,
+    #[serde(with = "duration")]
+    pub handshake_timeout: Duration,
+    #[serde(with = "duration")]
+    pub close_timeout: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+/// A configuration that could not be read or does not make sense.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file named by `--config`.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys or wrong types.
+    #[error("invalid configuration in {origin}: {message}")]
+    Parse {
+        /// Which layer was wrong (the embedded default or the file).
+        origin: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn embedded() -> Config {
+        Config::load(None).expect("the embedded default configuration is valid")
+    }
+
+    /// The embedded default with the keys of `file` (if any) laid over it.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut table = parse_table(DEFAULT_CONFIG_TOML, "the embedded default")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            for (key, value) in parse_table(&text, &origin)? {
+                table.insert(key, value);
+            }
+        }
+        let origin = file.map_or("the embedded default".to_owned(), |p| p.display().to_string());
+        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            origin,
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(ConfigError::Invalid("listen needs at least one address".into()));
+        }
+        if self.max_message_size == 0 {
+            return Err(ConfigError::Invalid("max_message_size must be above 0".into()));
+        }
+        if self.max_request_head < 256 {
+            return Err(ConfigError::Invalid(
+                "max_request_head must be at least 256 bytes".into(),
+            ));
+        }
+        if self.ws_paths.iter().any(|p| p != "*" && !p.starts_with('/')) {
+            return Err(ConfigError::Invalid(
+                "each ws_paths entry must start with / (or be *)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether an upgrade to `path` is served.
+    pub fn accepts_ws_path(&self, path: &str) -> bool {
+        self.ws_paths.iter().any(|p| p == "*" || p == path)
+    }
+}
+
+fn parse_table(text: &str, origin: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| ConfigError::Parse {
+        origin: origin.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let config = Config::embedded();
+        assert_eq!(config.max_message_size, 16 * 1024 * 1024);
+        assert_eq!(config.io, IoMode::Auto);
+        assert_eq!(config.handshake_timeout, Duration::from_secs(10));
+        assert!(config.accepts_ws_path("/anything"));
+    }
+
+    #[test]
+    fn file_overrides_default_and_unknown_keys_are_errors() {
+        let dir = std::env::temp_dir().join(format!("ringcast-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "max_connections = 5\nws_paths = [\"/ws\"]\nclose_timeout = \"250ms\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&good)).unwrap();
+        assert_eq!(config.max_connections, 5);
+        assert!(config.accepts_ws_path("/ws") && !config.accepts_ws_path("/"));
+        assert_eq!(config.close_timeout, Duration::from_millis(250));
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "max_conections = 5\n").unwrap();
+        let err = Config::load(Some(&bad)).unwrap_err().to_string();
+        assert!(err.contains("max_conections"), "{err}");
+        let missing = Config::load(Some(&dir.join("missing.toml"))).unwrap_err().to_string();
+        assert!(missing.contains("cannot read config file"), "{missing}");
+    }
+}

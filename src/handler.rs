@@ -1,0 +1,159 @@
+//! The application API: a [`Handler`] per core, called on the connection's own core.
+//!
+//! Each core builds its own handler instance from a factory, so handlers need no locks. The
+//! [`Context`] passed to every callback sends to the current connection or to any other
+//! connection on the same core, closes connections, and reads connection metadata.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::proto::close::CloseCode;
+use crate::server::conn_state::{ConnShared, Connections};
+
+pub use crate::server::conn_state::{CloseInfo, ClosedBy, ConnId, ConnStats};
+
+/// A complete data message received from a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message (already validated as UTF-8).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes, whatever the kind.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match self {
+            Message::Text(text) => text.as_bytes(),
+            Message::Binary(bytes) => bytes,
+        }
+    }
+}
+
+/// What the engine knows about a connection from its upgrade request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnMeta {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The request path (without the query).
+    pub path: String,
+    /// The query string, if any.
+    pub query: Option<String>,
+    /// The negotiated subprotocol, if any.
+    pub protocol: Option<String>,
+    /// The request headers named in the `keep_headers` setting (name lower-cased, value).
+    pub headers: Vec<(String, String)>,
+}
+
+impl ConnMeta {
+    /// The kept header `name` (case-insensitive), if the client sent it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a send was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The connection has sent its close frame (or is gone); nothing may follow a close frame.
+    #[error("connection {0} is closing or closed")]
+    Closed(ConnId),
+    /// The connection lives on another core. Cross-core delivery goes through the engine's
+    /// inter-core channels (see the push server), not through a handler's context.
+    #[error("connection {0} lives on another core")]
+    OtherCore(ConnId),
+}
+
+/// Application callbacks. One instance runs per core; all calls for a connection happen on
+/// that connection's core, in order: `on_open`, any number of `on_message`, `on_close`.
+pub trait Handler: 'static {
+    /// A connection completed its upgrade.
+    fn on_open(&mut self, cx: &mut Context<'_>) {
+        let _ = cx;
+    }
+
+    /// A complete message arrived.
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>);
+
+    /// The connection ended; `info` says who closed it, with which codes, and its counters.
+    fn on_close(&mut self, cx: &mut Context<'_>, info: &CloseInfo) {
+        let _ = (cx, info);
+    }
+}
+
+/// The built-in `echo` handler: every message goes back to its sender unchanged.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EchoHandler;
+
+impl Handler for EchoHandler {
+    fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
+        // The sender is open while its own message is being handled, so this cannot fail.
+        let _ = cx.send(message);
+    }
+}
+
+/// The handler's view of the engine during a callback.
+pub struct Context<'a> {
+    pub(crate) conns: &'a Connections,
+    pub(crate) conn: &'a ConnShared,
+}
+
+impl<'a> Context<'a> {
+    /// The current connection's id (unique in the process, never reused).
+    pub fn id(&self) -> ConnId {
+        self.conn.id
+    }
+
+    /// The index of the core this callback runs on.
+    pub fn core(&self) -> usize {
+        self.conn.id.core()
+    }
+
+    /// The current connection's metadata.
+    pub fn meta(&self) -> &ConnMeta {
+        &self.conn.meta
+    }
+
+    /// Sends a message to the current connection (encoded into its coalescing buffer).
+    pub fn send(&mut self, message: Message<'_>) -> Result<(), SendError> {
+        self.conn.send_message(message)
+    }
+
+    /// Queues a pre-encoded frame (see [`crate::proto::frame::server_frame`]) to the current
+    /// connection. Encode a broadcast once and pass clones: the bytes are shared, not copied.
+    pub fn send_frame(&mut self, frame: Bytes) -> Result<(), SendError> {
+        self.conn.send_frame(frame)
+    }
+
+    /// Queues a pre-encoded frame to another connection on this core.
+    pub fn send_frame_to(&mut self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
+        if id.core() != self.core() {
+            return Err(SendError::OtherCore(id));
+        }
+        match self.conns.get(id) {
+            Some(conn) => conn.send_frame(frame),
+            None => Err(SendError::Closed(id)),
+        }
+    }
+
+    /// Ids of every open connection on this core (for per-core fan-out).
+    pub fn connections_on_core(&self) -> Vec<ConnId> {
+        self.conns.ids()
+    }
+
+    /// Starts the close handshake on the current connection with `code` and `reason` (cut to
+    /// fit a control frame). Messages queued before it are delivered first.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.conn.close(code, reason);
+    }
+
+    /// The current connection's message and byte counters so far.
+    pub fn stats(&self) -> ConnStats {
+        self.conn.stats.get()
+    }
+}

@@ -1,0 +1,220 @@
+//! Per-core counters, written only by their own core and summed when scraped.
+//!
+//! Each core owns one cache-padded block of counters. Its thread bumps them with a relaxed
+//! load and store (no locked read-modify-write, no sharing of cache lines between cores); a
+//! scrape sums the blocks and publishes the totals through `metrics-exporter-prometheus`.
+
+mod export;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_utils::CachePadded;
+
+pub use export::PrometheusExport;
+
+/// Every counter the engine keeps, with its Prometheus name and labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+#[allow(missing_docs)]
+pub enum Counter {
+    Accepted,
+    AcceptErrors,
+    Upgrades,
+    HttpRequests,
+    Rejected400,
+    Rejected404,
+    Rejected405,
+    Rejected426,
+    Rejected431,
+    Rejected503,
+    HandshakeTimeouts,
+    HandshakeAborted,
+    MessagesIn,
+    MessagesOut,
+    BytesIn,
+    BytesOut,
+    ClosedByClient,
+    ClosedByServer,
+    ClosedByError,
+    ClosedByShutdown,
+    Close1002,
+    Close1007,
+    Close1009,
+    CloseTimeouts,
+    ResetByPeer,
+    WriteErrors,
+}
+
+impl Counter {
+    /// All counters, in index order.
+    pub const ALL: [Counter; 26] = [
+        Counter::Accepted,
+        Counter::AcceptErrors,
+        Counter::Upgrades,
+        Counter::HttpRequests,
+        Counter::Rejected400,
+        Counter::Rejected404,
+        Counter::Rejected405,
+        Counter::Rejected426,
+        Counter::Rejected431,
+        Counter::Rejected503,
+        Counter::HandshakeTimeouts,
+        Counter::HandshakeAborted,
+        Counter::MessagesIn,
+        Counter::MessagesOut,
+        Counter::BytesIn,
+        Counter::BytesOut,
+        Counter::ClosedByClient,
+        Counter::ClosedByServer,
+        Counter::ClosedByError,
+        Counter::ClosedByShutdown,
+        Counter::Close1002,
+        Counter::Close1007,
+        Counter::Close1009,
+        Counter::CloseTimeouts,
+        Counter::ResetByPeer,
+        Counter::WriteErrors,
+    ];
+
+    /// The Prometheus metric name and its label (if any).
+    pub fn name_and_label(self) -> (&'static str, Option<(&'static str, &'static str)>) {
+        use Counter::*;
+        match self {
+            Accepted => ("ringcast_tcp_accepted_total", None),
+            AcceptErrors => ("ringcast_accept_errors_total", None),
+            Upgrades => ("ringcast_upgrades_total", None),
+            HttpRequests => ("ringcast_http_requests_total", None),
+            Rejected400 => ("ringcast_handshake_rejected_total", Some(("status", "400"))),
+            Rejected404 => ("ringcast_handshake_rejected_total", Some(("status", "404"))),
+            Rejected405 => ("ringcast_handshake_rejected_total", Some(("status", "405"))),
+            Rejected426 => ("ringcast_handshake_rejected_total", Some(("status", "426"))),
+            Rejected431 => ("ringcast_handshake_rejected_total", Some(("status", "431"))),
+            Rejected503 => ("ringcast_handshake_rejected_total", Some(("status", "503"))),
+            HandshakeTimeouts => ("ringcast_handshake_timeouts_total", None),
+            HandshakeAborted => ("ringcast_handshake_aborted_total", None),
+            MessagesIn => ("ringcast_messages_received_total", None),
+            MessagesOut => ("ringcast_messages_sent_total", None),
+            BytesIn => ("ringcast_payload_bytes_received_total", None),
+            BytesOut => ("ringcast_payload_bytes_sent_total", None),
+            ClosedByClient => ("ringcast_connections_closed_total", Some(("by", "client"))),
+            ClosedByServer => ("ringcast_connections_closed_total", Some(("by", "server"))),
+            ClosedByError => ("ringcast_connections_closed_total", Some(("by", "error"))),
+            ClosedByShutdown => ("ringcast_connections_closed_total", Some(("by", "shutdown"))),
+            Close1002 => ("ringcast_protocol_errors_total", Some(("code", "1002"))),
+            Close1007 => ("ringcast_protocol_errors_total", Some(("code", "1007"))),
+            Close1009 => ("ringcast_protocol_errors_total", Some(("code", "1009"))),
+            CloseTimeouts => ("ringcast_close_timeouts_total", None),
+            ResetByPeer => ("ringcast_reset_by_peer_total", None),
+            WriteErrors => ("ringcast_write_errors_total", None),
+        }
+    }
+
+    /// The rejection counter for an HTTP status sent before the upgrade.
+    pub fn for_rejection(status: u16) -> Counter {
+        match status {
+            404 => Counter::Rejected404,
+            405 => Counter::Rejected405,
+            426 => Counter::Rejected426,
+            431 => Counter::Rejected431,
+            503 => Counter::Rejected503,
+            _ => Counter::Rejected400,
+        }
+    }
+}
+
+const COUNTERS: usize = Counter::ALL.len();
+
+/// One core's counters (plus its open-connection gauge).
+#[derive(Debug)]
+pub struct CoreCounters {
+    values: [AtomicU64; COUNTERS],
+    open_connections: AtomicU64,
+}
+
+impl CoreCounters {
+    fn new() -> CoreCounters {
+        CoreCounters {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+            open_connections: AtomicU64::new(0),
+        }
+    }
+
+    /// Adds `n`; call only from the owning core's thread (single writer, so no atomic RMW).
+    #[inline]
+    pub fn add(&self, counter: Counter, n: u64) {
+        let slot = &self.values[counter as usize];
+        slot.store(slot.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Adds one.
+    #[inline]
+    pub fn inc(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    /// Sets this core's open-connection gauge.
+    pub fn set_open_connections(&self, n: usize) {
+        self.open_connections.store(n as u64, Ordering::Relaxed);
+    }
+
+    /// The current value (for scrapes and tests).
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// The counters of every core, shared with the scrape path.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    cores: Arc<[CachePadded<CoreCounters>]>,
+}
+
+impl Registry {
+    /// Counters for `cores` cores.
+    pub fn new(cores: usize) -> Registry {
+        Registry {
+            cores: (0..cores).map(|_| CachePadded::new(CoreCounters::new())).collect(),
+        }
+    }
+
+    /// The block owned by core `index`.
+    pub fn core(&self, index: usize) -> &CoreCounters {
+        &self.cores[index]
+    }
+
+    /// The sum over all cores.
+    pub fn total(&self, counter: Counter) -> u64 {
+        self.cores.iter().map(|c| c.get(counter)).sum()
+    }
+
+    /// Open connections over all cores.
+    pub fn open_connections(&self) -> u64 {
+        self.cores
+            .iter()
+            .map(|c| c.open_connections.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// How many cores report here.
+    pub fn core_count(&self) -> usize {
+        self.cores.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_the_cores() {
+        let registry = Registry::new(2);
+        registry.core(0).inc(Counter::MessagesIn);
+        registry.core(1).add(Counter::MessagesIn, 4);
+        assert_eq!(registry.total(Counter::MessagesIn), 5);
+        assert_eq!(registry.total(Counter::MessagesOut), 0);
+        for (i, counter) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*counter as usize, i, "Counter::ALL must be in index order");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The small internal HTTP router: plain (non-upgrade) requests on the WebSocket port.
+//!
+//! Routes match exact paths and answer GET/HEAD. Built in: `/healthz` and `/metrics`; an
+//! embedding application adds its own with [`crate::server::Server::route`].
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::proto::handshake::{http_response, HttpError, Request};
+
+/// An HTTP response produced by a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type` header value.
+    pub content_type: String,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A `text/plain` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".into(),
+            body: body.into().into_bytes(),
+        }
+    }
+}
+
+/// A route's handler; it runs on the core that accepted the request.
+pub type RouteFn = dyn Fn(&Request) -> Response + Send + Sync;
+
+/// Exact-path routes for plain HTTP requests.
+#[derive(Clone, Default)]
+pub struct Router {
+    routes: Vec<(String, Arc<RouteFn>)>,
+}
+
+impl Router {
+    /// Adds (or replaces) the route for `path`.
+    pub fn add(&mut self, path: &str, route: Arc<RouteFn>) {
+        self.routes.retain(|(p, _)| p != path);
+        self.routes.push((path.to_owned(), route));
+    }
+
+    /// The full HTTP response for a plain request.
+    pub fn respond(&self, request: &Request, config: &Config) -> Vec<u8> {
+        let route = self.routes.iter().find(|(p, _)| *p == request.path);
+        let error = match route {
+            Some((_, route)) if matches!(request.method.as_str(), "GET" | "HEAD") => {
+                let response = route(request);
+                let body = if request.method == "HEAD" {
+                    &[][..]
+                } else {
+                    &response.body[..]
+                };
+                return http_response(response.status, &response.content_type, &[], body);
+            }
+            Some(_) => HttpError::new(405, "method not allowed").with_header("Allow", "GET, HEAD"),
+            None if config.accepts_ws_path(&request.path) => {
+                HttpError::new(426, "this path serves WebSocket; send an upgrade request")
+                    .with_header("Upgrade", "websocket")
+                    .with_header("Sec-WebSocket-Version", "13")
+            }
+            None => HttpError::new(404, "not found"),
+        };
+        error.to_response()
+    }
+}

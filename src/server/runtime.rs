@@ -1,0 +1,98 @@
+//! One monoio runtime per core, pinned, on io_uring or (as a fallback) epoll.
+
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
+
+use super::core::{run_core, CoreCtx};
+use super::{ServerError, Shared};
+use crate::config::IoMode;
+use crate::handler::Handler;
+
+/// io_uring submission queue entries per core.
+const URING_ENTRIES: u32 = 4096;
+
+/// The driver the cores actually run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// Linux io_uring.
+    IoUring,
+    /// monoio's legacy epoll driver.
+    Epoll,
+}
+
+impl IoDriver {
+    /// "io_uring" or "epoll".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+/// Resolves the `io` setting once for the whole process, probing io_uring where asked. The
+/// fallback is announced in one log line, not once per core.
+pub fn choose_driver(mode: IoMode) -> Result<IoDriver, ServerError> {
+    if mode == IoMode::Epoll {
+        return Ok(IoDriver::Epoll);
+    }
+    match RuntimeBuilder::<IoUringDriver>::new()
+        .with_entries(URING_ENTRIES)
+        .build()
+    {
+        Ok(_) => Ok(IoDriver::IoUring),
+        Err(error) if mode == IoMode::Auto => {
+            tracing::warn!(event = "io_fallback", %error, "io_uring is unavailable; falling back to the epoll driver");
+            Ok(IoDriver::Epoll)
+        }
+        Err(error) => Err(ServerError::IoUringUnavailable(error)),
+    }
+}
+
+/// The body of a core thread: pin, build the runtime, build the handler, serve forever.
+pub fn run_core_thread<H: Handler>(
+    index: usize,
+    cpu: usize,
+    driver: IoDriver,
+    shared: Arc<Shared>,
+    listeners: Vec<StdListener>,
+    make_handler: impl FnOnce() -> H,
+) -> Result<(), ServerError> {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
+        tracing::warn!(
+            event = "pin_failed",
+            core = index,
+            cpu,
+            "could not pin the core thread to its CPU"
+        );
+    }
+    let core = Rc::new(CoreCtx::new(index, shared, make_handler()));
+    let serve = async move {
+        let mut bound = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            bound.push(
+                monoio::net::TcpListener::from_std(listener)
+                    .map_err(|source| ServerError::Runtime { core: index, source })?,
+            );
+        }
+        run_core(core, bound).await;
+        Ok(())
+    };
+    let runtime_error = |source| ServerError::Runtime { core: index, source };
+    match driver {
+        IoDriver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+            .map_err(runtime_error)?
+            .block_on(serve),
+        IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map_err(runtime_error)?
+            .block_on(serve),
+    }
+}
