@@ -1,0 +1,249 @@
+//! Test support: run the real `ringcast` binary, speak raw bytes to it, read its metrics.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Both io drivers; behaviour tests run under each.
+pub const DRIVERS: [&str; 2] = ["uring", "epoll"];
+
+/// A `ringcast` process listening on a free loopback port; killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts the binary with `--listen 127.0.0.1:0 --io <driver>` plus `args`.
+    pub fn start(driver: &str, args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--io",
+                driver,
+                "--cores",
+                "1",
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ringcast");
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read listening line");
+        let addr = line
+            .split("ws://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no listening line, got {line:?}"))
+            .parse()
+            .unwrap();
+        assert!(
+            line.contains(if driver == "uring" { "(io_uring)" } else { "(epoll)" }),
+            "{line}"
+        );
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        ServerProcess { child, addr, logs }
+    }
+
+    /// `ws://addr{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// A plain TCP connection with a 10 s read timeout.
+    pub fn tcp(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+    }
+
+    /// Sends a raw HTTP request and returns the whole response (the server closes after it).
+    pub fn http(&self, request: &str) -> String {
+        let mut stream = self.tcp();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    /// The value of one metric line, e.g. `ringcast_protocol_errors_total{code="1002"}`.
+    pub fn metric(&self, series: &str) -> u64 {
+        let body = self.http("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
+            .map(|v| v as u64)
+            .unwrap_or(0)
+    }
+
+    /// Log lines (JSON) printed so far.
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until some log line satisfies `pred`.
+    pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..200 {
+            if let Some(line) = self.logs().into_iter().find(|l| pred(l)) {
+                return line;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("no matching log line; logs: {:#?}", self.logs());
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A valid upgrade request for `path`.
+pub fn upgrade_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A client frame (masked) written by hand, so tests can also write broken ones.
+pub fn client_frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut out = vec![first_byte];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xffff => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+/// A raw WebSocket connection after a successful upgrade.
+pub struct RawWs {
+    pub stream: TcpStream,
+    buffered: Vec<u8>,
+}
+
+/// A frame as the server sent it (servers never mask).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerFrame {
+    pub fin: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl ServerFrame {
+    /// The close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == 8 && self.payload.len() >= 2).then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawWs {
+    /// Upgrades a fresh connection at `path`; `extra` bytes go in the same write as the request.
+    pub fn connect(server: &ServerProcess, path: &str, extra: &[u8]) -> RawWs {
+        let mut stream = server.tcp();
+        let mut request = upgrade_request(path).into_bytes();
+        request.extend_from_slice(extra);
+        stream.write_all(&request).unwrap();
+        let mut buffered = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let n = stream.read(&mut chunk).unwrap();
+            assert!(
+                n > 0,
+                "closed during handshake: {:?}",
+                String::from_utf8_lossy(&buffered)
+            );
+            buffered.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buffered[..head_end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        buffered.drain(..head_end);
+        RawWs { stream, buffered }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    fn fill(&mut self, want: usize) -> bool {
+        let mut chunk = [0u8; 65536];
+        while self.buffered.len() < want {
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    }
+
+    /// Reads the next frame, or `None` when the server closed TCP.
+    pub fn read_frame(&mut self) -> Option<ServerFrame> {
+        if !self.fill(2) {
+            return None;
+        }
+        let (b0, b1) = (self.buffered[0], self.buffered[1]);
+        assert_eq!(b1 & 0x80, 0, "server frames must not be masked");
+        let (len, header) = match b1 & 0x7f {
+            126 => {
+                self.fill(4);
+                (u16::from_be_bytes([self.buffered[2], self.buffered[3]]) as usize, 4)
+            }
+            127 => {
+                self.fill(10);
+                (
+                    u64::from_be_bytes(self.buffered[2..10].try_into().unwrap()) as usize,
+                    10,
+                )
+            }
+            n => (n as usize, 2),
+        };
+        assert!(self.fill(header + len), "truncated frame");
+        let payload = self.buffered[header..header + len].to_vec();
+        self.buffered.drain(..header + len);
+        Some(ServerFrame {
+            fin: b0 & 0x80 != 0,
+            opcode: b0 & 0x0f,
+            payload,
+        })
+    }
+
+    /// Asserts the server's next frame is a close with `code`, then that it closes TCP.
+    pub fn expect_close(&mut self, code: u16) {
+        let frame = self.read_frame().expect("a close frame");
+        assert_eq!(frame.close_code(), Some(code), "frame {frame:?}");
+        let mut rest = Vec::new();
+        let _ = self.stream.read_to_end(&mut rest);
+        assert!(rest.is_empty(), "bytes after the close frame: {rest:?}");
+    }
+}
