@@ -53,6 +53,30 @@ pub struct Args {
     /// Largest request head in bytes; larger ones get 431.
     #[arg(long, value_name = "BYTES")]
     max_request_head: Option<usize>,
+    /// Most open WebSocket connections per client IP; more get 429 (0: unlimited).
+    #[arg(long, value_name = "N")]
+    max_connections_per_ip: Option<usize>,
+    /// Bytes queued for one connection beyond which it is closed as a slow consumer (1008).
+    #[arg(long, value_name = "BYTES")]
+    max_queued_bytes: Option<usize>,
+    /// Ping a connection that has sent nothing for this long (0s: never).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    ping_interval: Option<Duration>,
+    /// Close a connection still silent this long after its first unanswered ping.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pong_timeout: Option<Duration>,
+    /// Close a connection that has sent nothing for this long, pinged or not (0s: off).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Resolution of the per-core timer wheel (heartbeats, idle timeouts).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    timer_tick: Option<Duration>,
+    /// Close code sent to every connection on SIGTERM/SIGINT: 1001 (going away) or 1012 (restart).
+    #[arg(long, value_name = "CODE")]
+    shutdown_close_code: Option<u16>,
+    /// How long a graceful shutdown waits for peers' close frames before exiting.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_timeout: Option<Duration>,
     /// Drop clients that have not sent a complete upgrade request in this time (e.g. 10s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     handshake_timeout: Option<Duration>,
@@ -97,6 +121,14 @@ impl Args {
         set(&mut config.max_message_size, self.max_message_size);
         set(&mut config.max_connections, self.max_connections);
         set(&mut config.max_request_head, self.max_request_head);
+        set(&mut config.max_connections_per_ip, self.max_connections_per_ip);
+        set(&mut config.max_queued_bytes, self.max_queued_bytes);
+        set(&mut config.ping_interval, self.ping_interval);
+        set(&mut config.pong_timeout, self.pong_timeout);
+        set(&mut config.idle_timeout, self.idle_timeout);
+        set(&mut config.timer_tick, self.timer_tick);
+        set(&mut config.shutdown_close_code, self.shutdown_close_code);
+        set(&mut config.shutdown_timeout, self.shutdown_timeout);
         set(&mut config.handshake_timeout, self.handshake_timeout);
         set(&mut config.close_timeout, self.close_timeout);
         set(&mut config.log_level, self.log_level);
@@ -124,5 +156,28 @@ pub fn init_logging(config: &Config) -> Result<(), String> {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
+    Ok(())
+}
+
+/// SIGTERM or SIGINT starts the graceful shutdown; a second one exits at once.
+pub fn install_signal_handlers(handle: ringcast::server::ShutdownHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    std::thread::Builder::new()
+        .name("ringcast-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if handle.is_shutting_down() {
+                    tracing::warn!(event = "shutdown_forced", signal, "second signal: exiting now");
+                    std::process::exit(1);
+                }
+                tracing::info!(
+                    event = "shutdown",
+                    signal,
+                    "graceful shutdown started; send the signal again to exit at once"
+                );
+                handle.shutdown();
+            }
+        })?;
     Ok(())
 }

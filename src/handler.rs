@@ -63,6 +63,9 @@ pub enum SendError {
     /// The connection has sent its close frame (or is gone); nothing may follow a close frame.
     #[error("connection {0} is closing or closed")]
     Closed(ConnId),
+    /// The connection's outbound queue is over `max_queued_bytes`: it was closed with 1008.
+    #[error("connection {0} is too slow to drain its queue and was closed")]
+    SlowConsumer(ConnId),
     /// The connection lives on another core. Cross-core delivery goes through the engine's
     /// inter-core channels (see the push server), not through a handler's context.
     #[error("connection {0} lives on another core")]

@@ -6,12 +6,14 @@
 //! - [`handler`]: the callback API an application implements.
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.
+//! - [`timer`]: the per-core timing wheel behind heartbeats and idle timeouts.
 
 pub mod config;
 pub mod handler;
 pub mod metrics;
 pub mod proto;
 pub mod server;
+pub mod timer;
 
 pub use config::Config;
 pub use handler::{Context, EchoHandler, Handler, Message};

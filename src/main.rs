@@ -37,12 +37,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(error) = cli::install_signal_handlers(running.shutdown_handle()) {
+        eprintln!("ringcast: cannot install signal handlers: {error}");
+        return ExitCode::FAILURE;
+    }
     for addr in running.local_addrs() {
         // One line per address on stdout, so scripts and tests can find a port-0 listener.
         println!("listening on ws://{addr}/ ({})", running.driver().as_str());
     }
     match running.join() {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!(event = "stopped", "all cores have shut down");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("ringcast: {error}");
             ExitCode::FAILURE

@@ -53,10 +53,23 @@ pub struct Config {
     pub max_message_size: usize,
     pub max_connections: usize,
     pub max_request_head: usize,
+    pub max_connections_per_ip: usize,
+    pub max_queued_bytes: usize,
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "duration")]
+    pub pong_timeout: Duration,
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(with = "duration")]
+    pub timer_tick: Duration,
     #[serde(with = "duration")]
     pub handshake_timeout: Duration,
     #[serde(with = "duration")]
     pub close_timeout: Duration,
+    pub shutdown_close_code: u16,
+    #[serde(with = "duration")]
+    pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
 }
@@ -125,6 +138,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "max_request_head must be at least 256 bytes".into(),
             ));
+        }
+        if self.timer_tick.is_zero() {
+            return Err(ConfigError::Invalid("timer_tick must be above 0".into()));
+        }
+        if !matches!(self.shutdown_close_code, 1001 | 1012) {
+            return Err(ConfigError::Invalid("shutdown_close_code must be 1001 or 1012".into()));
         }
         if self.ws_paths.iter().any(|p| p != "*" && !p.starts_with('/')) {
             return Err(ConfigError::Invalid(

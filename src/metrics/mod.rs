@@ -44,11 +44,17 @@ pub enum Counter {
     CloseTimeouts,
     ResetByPeer,
     WriteErrors,
+    Rejected429,
+    HeartbeatTimeouts,
+    IdleTimeouts,
+    SlowConsumers,
+    PingsSent,
+    ClosedByHeartbeat,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 26] = [
+    pub const ALL: [Counter; 32] = [
         Counter::Accepted,
         Counter::AcceptErrors,
         Counter::Upgrades,
@@ -75,6 +81,12 @@ impl Counter {
         Counter::CloseTimeouts,
         Counter::ResetByPeer,
         Counter::WriteErrors,
+        Counter::Rejected429,
+        Counter::HeartbeatTimeouts,
+        Counter::IdleTimeouts,
+        Counter::SlowConsumers,
+        Counter::PingsSent,
+        Counter::ClosedByHeartbeat,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -107,6 +119,12 @@ impl Counter {
             CloseTimeouts => ("ringcast_close_timeouts_total", None),
             ResetByPeer => ("ringcast_reset_by_peer_total", None),
             WriteErrors => ("ringcast_write_errors_total", None),
+            Rejected429 => ("ringcast_handshake_rejected_total", Some(("status", "429"))),
+            HeartbeatTimeouts => ("ringcast_heartbeat_timeouts_total", None),
+            IdleTimeouts => ("ringcast_idle_timeouts_total", None),
+            SlowConsumers => ("ringcast_slow_consumers_total", None),
+            PingsSent => ("ringcast_heartbeat_pings_total", None),
+            ClosedByHeartbeat => ("ringcast_connections_closed_total", Some(("by", "heartbeat"))),
         }
     }
 
@@ -116,6 +134,7 @@ impl Counter {
             404 => Counter::Rejected404,
             405 => Counter::Rejected405,
             426 => Counter::Rejected426,
+            429 => Counter::Rejected429,
             431 => Counter::Rejected431,
             503 => Counter::Rejected503,
             _ => Counter::Rejected400,

@@ -13,10 +13,12 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
+use super::conn_state::EngineClose;
 use super::conn_state::{CloseInfo, ClosedBy, ConnShared};
 use super::core::CoreCtx;
 use super::outbound::Flush;
 use super::sys::{recv_nonblocking, send_nonblocking, shutdown_write, ReadOutcome};
+use super::LimitHit;
 use crate::handler::{ConnMeta, Context, Handler, Message};
 use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
@@ -56,20 +58,32 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         Err(HttpError::new(404, "no WebSocket endpoint at this path"))
     };
     let upgrade = match upgrade {
-        Ok(upgrade) if core.shared.try_open_connection() => upgrade,
-        Ok(_) => {
-            let full = HttpError::new(503, "connection limit reached").with_header("Retry-After", "1");
-            return reject(&core, &stream, fd, peer, &full).await;
+        Ok(_) if core.shutdown.is_fired() => {
+            let closing = HttpError::new(503, "server is shutting down").with_header("Retry-After", "1");
+            return reject(&core, &stream, fd, peer, &closing).await;
         }
+        Ok(upgrade) => match core.shared.try_open_connection(peer.ip()) {
+            Ok(()) => upgrade,
+            Err(LimitHit::Total) => {
+                let full = HttpError::new(503, "connection limit reached").with_header("Retry-After", "1");
+                return reject(&core, &stream, fd, peer, &full).await;
+            }
+            Err(LimitHit::PerIp) => {
+                let full =
+                    HttpError::new(429, "too many connections from this address").with_header("Retry-After", "1");
+                return reject(&core, &stream, fd, peer, &full).await;
+            }
+        },
         Err(error) => return reject(&core, &stream, fd, peer, &error).await,
     };
     if write_all(&stream, fd, &upgrade_response(&upgrade)).await.is_err() {
-        core.shared.close_connection();
+        core.shared.close_connection(peer.ip());
         core.counters().inc(Counter::HandshakeAborted);
         return;
     }
     let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
-    let conn = core.conns.insert(meta);
+    let conn = core.conns.insert(meta, fd, config.max_queued_bytes, core.now_tick());
+    core.arm_liveness(&conn);
     core.counters().inc(Counter::Upgrades);
     core.counters().set_open_connections(core.conns.len());
     let opened_at = Instant::now();
@@ -86,9 +100,8 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     let ending = run_websocket(&core, &conn, &stream, fd, early).await;
     drop(buffer);
     let info = finish(&core, &conn, &stream, fd, ending, opened_at).await;
-    core.conns.remove(conn.id);
-    core.shared.close_connection();
-    core.counters().set_open_connections(core.conns.len());
+    core.forget(&conn);
+    core.shared.close_connection(peer.ip());
     core.handler.borrow_mut().on_close(
         &mut Context {
             conns: &core.conns,
@@ -166,6 +179,8 @@ enum Ending {
     ClientClose,
     /// A handler queued a close frame.
     ServerClose,
+    /// The engine closed it (heartbeat, idle, slow consumer, shutdown).
+    Engine(EngineClose),
     /// The client broke the protocol.
     Violation(ProtocolError),
     /// The socket ended or failed without a close handshake.
@@ -241,6 +256,9 @@ async fn run_websocket<H: Handler>(
         if session.close_received() {
             return (Ending::ClientClose, session, peer_close);
         }
+        if let Some(why) = conn.engine_close() {
+            return (Ending::Engine(why), session, peer_close);
+        }
         if conn.close_sent() {
             return (Ending::ServerClose, session, peer_close);
         }
@@ -303,6 +321,7 @@ fn read_and_dispatch<H: Handler>(
     core.with_scratch(|scratch| loop {
         match recv_nonblocking(fd, scratch) {
             Ok(ReadOutcome::Data(n)) => {
+                conn.last_rx_tick.set(core.now_tick());
                 dispatch(core, conn, session, &mut scratch[..n], peer_close)?;
                 if n < scratch.len() || session.close_received() {
                     return Ok(None);
@@ -376,6 +395,13 @@ async fn finish<H: Handler>(
     let (closed_by, mut error) = match &ending {
         Ending::ClientClose => (ClosedBy::Client, None),
         Ending::ServerClose => (ClosedBy::Server, None),
+        Ending::Engine(EngineClose::Heartbeat) => (ClosedBy::Heartbeat, Some("heartbeat_timeout")),
+        Ending::Engine(EngineClose::Idle) => (ClosedBy::Heartbeat, Some("idle_timeout")),
+        Ending::Engine(EngineClose::Shutdown) => (ClosedBy::Shutdown, None),
+        Ending::Engine(EngineClose::SlowConsumer) => {
+            counters.inc(Counter::SlowConsumers);
+            (ClosedBy::Error, Some("slow_consumer"))
+        }
         Ending::Violation(violation) => {
             counters.inc(match violation.code {
                 CloseCode::INVALID_PAYLOAD => Counter::Close1007,
@@ -408,6 +434,7 @@ async fn finish<H: Handler>(
     counters.inc(match closed_by {
         ClosedBy::Client => Counter::ClosedByClient,
         ClosedBy::Server => Counter::ClosedByServer,
+        ClosedBy::Heartbeat => Counter::ClosedByHeartbeat,
         ClosedBy::Error => Counter::ClosedByError,
         ClosedBy::Shutdown => Counter::ClosedByShutdown,
     });
@@ -433,9 +460,10 @@ async fn finish<H: Handler>(
     info
 }
 
-/// Flushes our close frame, then: after a client's close, nothing more (the server closes TCP
-/// first); after a protocol violation, half-close and discard input until the peer closes;
-/// after our own close, keep decoding (dropping data) until the peer's close frame arrives.
+/// Flushes our close frame, then: after a client's close or a dead peer (heartbeat), nothing
+/// more (the server closes TCP first); after a protocol violation, half-close and discard input
+/// until the peer closes; after our own close, keep decoding (dropping data) until the peer's
+/// close frame arrives.
 async fn closing_handshake<H: Handler>(
     core: &CoreCtx<H>,
     conn: &ConnShared,
@@ -455,9 +483,11 @@ async fn closing_handshake<H: Handler>(
         }
     }
     match ending {
-        Ending::ClientClose | Ending::Transport(_) => discard_pending(core, fd),
+        Ending::ClientClose | Ending::Transport(_) | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle) => {
+            discard_pending(core, fd)
+        }
         Ending::Violation(_) => linger_close(core, stream, fd).await,
-        Ending::ServerClose => {
+        Ending::ServerClose | Ending::Engine(EngineClose::Shutdown | EngineClose::SlowConsumer) => {
             while !session.close_received() {
                 if stream.readable(false).await.is_err() {
                     return;

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -13,9 +14,11 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::outbound::Outbound;
+use super::sys::send_nonblocking;
 use crate::handler::{ConnMeta, Message, SendError};
 use crate::proto::close::{close_payload, CloseCode};
 use crate::proto::frame::OpCode;
+use crate::timer::TimerKey;
 
 /// A connection's identity: its core, its slab key there, and a per-core generation so that a
 /// reused slot is never mistaken for the connection that held it before.
@@ -69,6 +72,8 @@ pub enum ClosedBy {
     Client,
     /// The application (a handler) closed it.
     Server,
+    /// It stopped answering heartbeats, or was idle past the idle timeout.
+    Heartbeat,
     /// The peer broke the protocol, the socket failed, or a timeout fired.
     Error,
     /// The server is shutting down.
@@ -81,6 +86,7 @@ impl ClosedBy {
         match self {
             ClosedBy::Client => "client",
             ClosedBy::Server => "server",
+            ClosedBy::Heartbeat => "heartbeat",
             ClosedBy::Error => "error",
             ClosedBy::Shutdown => "shutdown",
         }
@@ -108,6 +114,22 @@ pub struct CloseInfo {
     pub stats: ConnStats,
 }
 
+/// Why the engine itself (not the peer, not a handler) ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EngineClose {
+    /// Silent past ping_interval + pong_timeout.
+    Heartbeat,
+    /// Silent past idle_timeout.
+    Idle,
+    /// Its outbound queue went over max_queued_bytes.
+    SlowConsumer,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// An empty ping, the heartbeat probe.
+const PING_FRAME: &[u8] = &[0x89, 0x00];
+
 /// A one-shot "something to do" signal from handlers to a connection's I/O task.
 #[derive(Default)]
 struct Wake {
@@ -129,6 +151,13 @@ pub struct ConnShared {
     pub(crate) id: ConnId,
     pub(crate) meta: ConnMeta,
     pub(crate) stats: Cell<ConnStats>,
+    /// The core's timer tick at which the peer last sent anything.
+    pub(crate) last_rx_tick: Cell<u64>,
+    /// The heartbeat/idle timer, while armed.
+    pub(crate) timer: Cell<Option<TimerKey>>,
+    fd: RawFd,
+    max_queued_bytes: usize,
+    engine_close: Cell<Option<EngineClose>>,
     outbound: RefCell<Outbound>,
     close_sent: RefCell<Option<(CloseCode, String)>>,
     wake: Wake,
@@ -151,7 +180,7 @@ impl ConnShared {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        self.ensure_open()?;
+        self.admit(payload.len())?;
         self.outbound.borrow_mut().push_frame(opcode, payload);
         self.count_out(payload.len());
         Ok(())
@@ -159,8 +188,8 @@ impl ConnShared {
 
     /// Queues a pre-encoded data frame.
     pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
-        self.ensure_open()?;
         let len = frame.len();
+        self.admit(len)?;
         self.outbound.borrow_mut().push_shared(frame);
         self.count_out(len);
         self.wake.notify();
@@ -206,11 +235,53 @@ impl ConnShared {
         self.stats.set(stats);
     }
 
-    fn ensure_open(&self) -> Result<(), SendError> {
+    /// Refuses sends after our close frame, and closes a connection whose queue would go over
+    /// `max_queued_bytes` (a consumer too slow to drain it) with 1008 instead of growing.
+    fn admit(&self, len: usize) -> Result<(), SendError> {
         if self.close_sent() {
-            Err(SendError::Closed(self.id))
+            return Err(SendError::Closed(self.id));
+        }
+        if self.outbound.borrow().queued_bytes() + len > self.max_queued_bytes {
+            self.close_by_engine(
+                EngineClose::SlowConsumer,
+                CloseCode::POLICY,
+                "slow consumer: outbound queue over limit",
+            );
+            return Err(SendError::SlowConsumer(self.id));
+        }
+        Ok(())
+    }
+
+    /// Ends the connection for an engine reason: queues the close frame (after what is already
+    /// queued) and records why.
+    pub(crate) fn close_by_engine(&self, why: EngineClose, code: CloseCode, reason: &str) {
+        if self.engine_close.get().is_none() && !self.close_sent() {
+            self.engine_close.set(Some(why));
+        }
+        self.close(code, reason);
+    }
+
+    /// Why the engine ended this connection, if it did.
+    pub(crate) fn engine_close(&self) -> Option<EngineClose> {
+        self.engine_close.get()
+    }
+
+    /// Sends a heartbeat ping. With nothing else queued it is written straight from the timer
+    /// pass (no task wake-up); otherwise it is queued behind the pending frames.
+    pub(crate) fn send_ping(&self) {
+        if self.close_sent() {
+            return;
+        }
+        let mut outbound = self.outbound.borrow_mut();
+        let written = if outbound.is_empty() {
+            send_nonblocking(self.fd, PING_FRAME).unwrap_or(0)
         } else {
-            Ok(())
+            0
+        };
+        if written < PING_FRAME.len() {
+            outbound.push_shared(Bytes::from_static(&PING_FRAME[written..]));
+            drop(outbound);
+            self.wake.notify();
         }
     }
 
@@ -260,8 +331,8 @@ impl Connections {
         }
     }
 
-    /// Registers a new connection and returns its shared state.
-    pub fn insert(&self, meta: ConnMeta) -> Rc<ConnShared> {
+    /// Registers a new connection on socket `fd` and returns its shared state.
+    pub fn insert(&self, meta: ConnMeta, fd: RawFd, max_queued_bytes: usize, now_tick: u64) -> Rc<ConnShared> {
         let mut slab = self.slab.borrow_mut();
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
@@ -275,6 +346,11 @@ impl Connections {
             id,
             meta,
             stats: Cell::new(ConnStats::default()),
+            last_rx_tick: Cell::new(now_tick),
+            timer: Cell::new(None),
+            fd,
+            max_queued_bytes,
+            engine_close: Cell::new(None),
             outbound: RefCell::new(Outbound::default()),
             close_sent: RefCell::new(None),
             wake: Wake::default(),
@@ -299,6 +375,11 @@ impl Connections {
     /// Ids of every open connection.
     pub fn ids(&self) -> Vec<ConnId> {
         self.slab.borrow().iter().map(|(_, c)| c.id).collect()
+    }
+
+    /// Every open connection (a snapshot, so callers may close them while iterating).
+    pub fn all(&self) -> Vec<Rc<ConnShared>> {
+        self.slab.borrow().iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// How many connections are open on this core.
@@ -329,9 +410,9 @@ mod tests {
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
         let conns = Connections::new(3);
-        let first = conns.insert(meta()).id;
+        let first = conns.insert(meta(), -1, 1024, 0).id;
         conns.remove(first);
-        let second = conns.insert(meta()).id;
+        let second = conns.insert(meta(), -1, 1024, 0).id;
         assert_eq!(first.key(), second.key());
         assert_ne!(first, second);
         assert!(conns.get(first).is_none());
@@ -341,9 +422,26 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_closes_the_slow_consumer_with_1008() {
+        let conns = Connections::new(0);
+        let conn = conns.insert(meta(), -1, 64, 0);
+        conn.send_message(Message::Binary(&[0; 40])).unwrap();
+        assert_eq!(
+            conn.send_message(Message::Binary(&[0; 40])),
+            Err(SendError::SlowConsumer(conn.id))
+        );
+        assert_eq!(conn.engine_close(), Some(EngineClose::SlowConsumer));
+        assert_eq!(conn.sent_close().map(|(code, _)| code), Some(CloseCode::POLICY));
+        assert_eq!(
+            conn.send_message(Message::Binary(&[0])),
+            Err(SendError::Closed(conn.id))
+        );
+    }
+
+    #[test]
     fn nothing_is_queued_after_close() {
         let conns = Connections::new(0);
-        let conn = conns.insert(meta());
+        let conn = conns.insert(meta(), -1, 1024, 0);
         conn.send_message(Message::Text("a")).unwrap();
         conn.close(CloseCode::NORMAL, "bye");
         assert_eq!(conn.send_message(Message::Text("b")), Err(SendError::Closed(conn.id)));

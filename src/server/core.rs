@@ -1,28 +1,41 @@
-//! Per-core state and the per-core main task: accept loops that spawn connection tasks.
+//! Per-core state and the per-core tasks: accept loops, the timer pass, and shutdown.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
 use super::conn::serve;
-use super::conn_state::Connections;
+use super::conn_state::{ConnId, ConnShared, Connections, EngineClose};
+use super::latch::Latch;
 use super::Shared;
 use crate::handler::Handler;
 use crate::metrics::{CoreCounters, Counter};
+use crate::proto::close::CloseCode;
+use crate::timer::{duration_to_ticks, ticks_elapsed, TimerWheel};
 
 /// Size of the per-core read buffer every connection on the core reads into.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
 
-/// Everything one core owns: its connections, its handler, its scratch buffer.
+/// Everything one core owns: its connections, its handler, its scratch buffer, its timers.
 pub(crate) struct CoreCtx<H> {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub conns: Connections,
     pub handler: RefCell<H>,
     scratch: RefCell<Box<[u8]>>,
+    timers: RefCell<TimerWheel<ConnId>>,
+    started: Instant,
+    now_tick: Cell<u64>,
+    /// Fired when this core begins its graceful shutdown.
+    pub shutdown: Latch,
+    /// Fired when, during shutdown, the last connection has gone.
+    drained: Latch,
 }
 
 impl<H> CoreCtx<H> {
@@ -33,6 +46,11 @@ impl<H> CoreCtx<H> {
             conns: Connections::new(index),
             handler: RefCell::new(handler),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
+            timers: RefCell::new(TimerWheel::new(0)),
+            started: Instant::now(),
+            now_tick: Cell::new(0),
+            shutdown: Latch::default(),
+            drained: Latch::default(),
         }
     }
 
@@ -45,27 +63,160 @@ impl<H> CoreCtx<H> {
     pub fn with_scratch<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
         f(&mut self.scratch.borrow_mut())
     }
+
+    /// The current timer tick (advanced by the timer pass; cheap to read per message).
+    pub fn now_tick(&self) -> u64 {
+        self.now_tick.get()
+    }
+
+    /// Arms the heartbeat/idle timer of a newly opened connection, if any is configured.
+    pub fn arm_liveness(&self, conn: &ConnShared) {
+        if let Some(after) = self.first_liveness_check() {
+            let deadline = self.now_tick() + self.ticks(after);
+            conn.timer.set(Some(self.timers.borrow_mut().arm(deadline, conn.id)));
+        }
+    }
+
+    /// Removes a closed connection: cancels its timer and frees its slab slot.
+    pub fn forget(&self, conn: &ConnShared) {
+        if let Some(key) = conn.timer.take() {
+            self.timers.borrow_mut().cancel(key);
+        }
+        self.conns.remove(conn.id);
+        self.counters().set_open_connections(self.conns.len());
+        if self.shutdown.is_fired() && self.conns.is_empty() {
+            self.drained.fire();
+        }
+    }
+
+    fn ticks(&self, duration: Duration) -> u64 {
+        duration_to_ticks(duration, self.shared.config.timer_tick)
+    }
+
+    /// The silence after which a connection is first looked at: the ping interval or the idle
+    /// timeout, whichever is set and shorter.
+    fn first_liveness_check(&self) -> Option<Duration> {
+        let config = &self.shared.config;
+        [config.ping_interval, config.idle_timeout]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min()
+    }
+
+    /// A connection's liveness timer fired: close it if it has been silent too long, ping it if
+    /// a ping is due, and re-arm for the next check. Traffic never touches the timer; it only
+    /// moves `last_rx_tick`, which is read here.
+    fn check_liveness(&self, conn: &ConnShared, now: u64) {
+        let config = &self.shared.config;
+        let silent = now.saturating_sub(conn.last_rx_tick.get());
+        let interval = (!config.ping_interval.is_zero()).then(|| self.ticks(config.ping_interval));
+        let idle_limit = (!config.idle_timeout.is_zero()).then(|| self.ticks(config.idle_timeout));
+        let heartbeat_limit = interval.map(|i| i + self.ticks(config.pong_timeout));
+        if idle_limit.is_some_and(|limit| silent >= limit) {
+            self.counters().inc(Counter::IdleTimeouts);
+            conn.close_by_engine(EngineClose::Idle, CloseCode::GOING_AWAY, "idle timeout");
+            return;
+        }
+        if heartbeat_limit.is_some_and(|limit| silent >= limit) {
+            self.counters().inc(Counter::HeartbeatTimeouts);
+            conn.close_by_engine(EngineClose::Heartbeat, CloseCode::GOING_AWAY, "heartbeat timeout");
+            return;
+        }
+        let last_rx = conn.last_rx_tick.get();
+        let mut next = [idle_limit, heartbeat_limit]
+            .into_iter()
+            .flatten()
+            .map(|limit| last_rx + limit)
+            .min();
+        if let Some(interval) = interval {
+            if silent >= interval {
+                conn.send_ping();
+                self.counters().inc(Counter::PingsSent);
+                next = next.map(|n| n.min(now + interval));
+            } else {
+                next = next.map(|n| n.min(last_rx + interval));
+            }
+        }
+        if let Some(deadline) = next {
+            conn.timer
+                .set(Some(self.timers.borrow_mut().arm(deadline.max(now + 1), conn.id)));
+        }
+    }
 }
 
-/// Runs one core: an accept loop per listener, each accepted socket on its own task.
+/// Runs one core until shutdown: accept loops, the timer pass, then the drain.
 pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<TcpListener>) {
-    let loops: Vec<_> = listeners
+    let _timer_pass = monoio::spawn(timer_loop(core.clone()));
+    let accepts: Vec<_> = listeners
         .into_iter()
-        .map(|listener| monoio::spawn(accept_loop(core.clone(), listener)))
+        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
         .collect();
-    for handle in loops {
-        handle.await;
+    core.shutdown.wait().await;
+    for accept in accepts {
+        accept.await;
+    }
+    let code = CloseCode(core.shared.config.shutdown_close_code);
+    let reason = if code == CloseCode::SERVICE_RESTART {
+        "service restart"
+    } else {
+        "going away"
+    };
+    for conn in core.conns.all() {
+        conn.close_by_engine(EngineClose::Shutdown, code, reason);
+    }
+    if core.conns.is_empty() {
+        core.drained.fire();
+    }
+    let drained = monoio::time::timeout(core.shared.config.shutdown_timeout, core.drained.wait()).await;
+    if drained.is_err() {
+        tracing::warn!(
+            event = "shutdown_timeout",
+            core = core.index,
+            open = core.conns.len(),
+            "closing remaining connections"
+        );
+    }
+}
+
+/// One expiry pass per tick; also where a process-wide shutdown request is noticed.
+async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
+    let tick = core.shared.config.timer_tick;
+    let mut due = Vec::new();
+    loop {
+        monoio::time::sleep(tick).await;
+        if core.shared.shutdown_requested() && !core.shutdown.is_fired() {
+            core.shutdown.fire();
+        }
+        let now = ticks_elapsed(core.started.elapsed(), tick);
+        core.now_tick.set(now);
+        core.timers.borrow_mut().advance_into(now, &mut due);
+        for id in due.drain(..) {
+            if let Some(conn) = core.conns.get(id) {
+                conn.timer.set(None);
+                core.check_liveness(&conn, now);
+            }
+        }
     }
 }
 
 async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
+        let mut accept = pin!(listener.accept());
+        let mut stop = pin!(core.shutdown.wait());
+        let accepted = poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            accept.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok((stream, peer))) => {
                 core.counters().inc(Counter::Accepted);
                 monoio::spawn(serve(core.clone(), stream, peer));
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 // Typically EMFILE/ENFILE: back off briefly instead of spinning.
                 core.counters().inc(Counter::AcceptErrors);
                 tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");

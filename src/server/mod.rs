@@ -7,15 +7,17 @@
 mod conn;
 pub(crate) mod conn_state;
 mod core;
+mod latch;
 mod listener;
 mod outbound;
 pub mod router;
 mod runtime;
 mod sys;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::config::{Config, CoreSelectionError, IoMode};
@@ -32,22 +34,88 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub router: Router,
     open_connections: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    shutdown: Arc<AtomicBool>,
+}
+
+/// Which connection limit refused an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// `max_connections` for the whole process (503).
+    Total,
+    /// `max_connections_per_ip` (429).
+    PerIp,
 }
 
 impl Shared {
-    /// Reserves a slot under `max_connections`; false when the server is full.
-    pub fn try_open_connection(&self) -> bool {
+    fn new(config: Config, registry: Registry, router: Router, shutdown: Arc<AtomicBool>) -> Shared {
+        Shared {
+            config,
+            registry,
+            router,
+            open_connections: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            shutdown,
+        }
+    }
+
+    /// Reserves a slot under `max_connections` and `max_connections_per_ip`.
+    pub fn try_open_connection(&self, ip: IpAddr) -> Result<(), LimitHit> {
         let before = self.open_connections.fetch_add(1, Ordering::Relaxed);
         if before >= self.config.max_connections {
             self.open_connections.fetch_sub(1, Ordering::Relaxed);
-            return false;
+            return Err(LimitHit::Total);
         }
-        true
+        if self.config.max_connections_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            let count = per_ip.entry(ip).or_insert(0);
+            if *count >= self.config.max_connections_per_ip {
+                drop(per_ip);
+                self.open_connections.fetch_sub(1, Ordering::Relaxed);
+                return Err(LimitHit::PerIp);
+            }
+            *count += 1;
+        }
+        Ok(())
     }
 
     /// Releases a slot taken by `try_open_connection`.
-    pub fn close_connection(&self) {
+    pub fn close_connection(&self, ip: IpAddr) {
         self.open_connections.fetch_sub(1, Ordering::Relaxed);
+        if self.config.max_connections_per_ip > 0 {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+
+    /// Whether a graceful shutdown has been requested.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+/// Requests a graceful shutdown of a running server from any thread (signal handlers use it).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    /// Starts the graceful shutdown: every core stops accepting within one timer tick, sends
+    /// its close frame (`shutdown_close_code`) after what is queued, and exits once its
+    /// connections are gone or `shutdown_timeout` has passed.
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has been requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
     }
 }
 
@@ -83,7 +151,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server with `config` and the built-in routes (`/healthz`, `/metrics`).
+    /// A server with `config` and the built-in routes (`/healthz`, `/readyz`, `/metrics`).
     pub fn new(config: Config) -> Server {
         let mut router = Router::default();
         router.add("/healthz", Arc::new(|_: &Request| Response::text(200, "ok\n")));
@@ -114,6 +182,15 @@ impl Server {
             listener::bind_all(&self.config.listen, cpus.len()).map_err(ServerError::Bind)?;
         let registry = Registry::new(cpus.len());
         let mut router = self.router;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let readiness = ShutdownHandle { flag: shutdown.clone() };
+        router.add(
+            "/readyz",
+            Arc::new(move |_: &Request| match readiness.is_shutting_down() {
+                true => Response::text(503, "shutting down\n"),
+                false => Response::text(200, "ready\n"),
+            }),
+        );
         let export = Arc::new(PrometheusExport::new());
         let scrape = registry.clone();
         router.add(
@@ -124,12 +201,7 @@ impl Server {
                 body: export.render(&scrape).into_bytes(),
             }),
         );
-        let shared = Arc::new(Shared {
-            config: self.config,
-            registry: registry.clone(),
-            router,
-            open_connections: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared::new(self.config, registry.clone(), router, shutdown.clone()));
         let factory = Arc::new(handler_for_core);
         let mut threads = Vec::with_capacity(cpus.len());
         for (index, (cpu, listeners)) in cpus.into_iter().zip(listeners).enumerate() {
@@ -146,6 +218,7 @@ impl Server {
             threads,
             registry,
             driver,
+            shutdown: ShutdownHandle { flag: shutdown },
         })
     }
 }
@@ -156,9 +229,15 @@ pub struct RunningServer {
     threads: Vec<JoinHandle<Result<(), ServerError>>>,
     registry: Registry,
     driver: IoDriver,
+    shutdown: ShutdownHandle,
 }
 
 impl RunningServer {
+    /// A handle that starts the graceful shutdown.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

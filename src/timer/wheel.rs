@@ -1,0 +1,208 @@
+//! The hierarchical timing wheel itself: level/slot placement, cascading and the expiry pass.
+
+use super::store::Store;
+use super::TimerKey;
+
+/// log2 of the number of slots per level.
+const SLOT_BITS: u32 = 6;
+/// Slots per level; one `u64` occupancy bitmap covers a level.
+const SLOTS: usize = 1 << SLOT_BITS;
+/// Levels needed so that any `u64` deadline has a slot: 11 × 6 bits ≥ 64 bits (the top level uses 4).
+const LEVELS: usize = 64_usize.div_ceil(SLOT_BITS as usize);
+/// List id of the due list: timers whose deadline has been reached, waiting to be handed out.
+const DUE: u16 = (LEVELS * SLOTS) as u16;
+
+/// A single-threaded hierarchical timing wheel over ticks, with a small `Copy` payload per timer.
+///
+/// See the [module documentation](super) for the data structure and costs. All methods are O(1)
+/// except [`pop_expired`](Self::pop_expired) and the `advance*` methods, which cost O(1) per timer
+/// handed out or cascaded plus O(levels) per non-empty slot reached.
+pub struct TimerWheel<T> {
+    store: Store<T>,
+    /// Bit `s` of `occupied[l]` is set iff slot `s` of level `l` is non-empty.
+    occupied: [u64; LEVELS],
+    /// Wheel time: every timer with a deadline at or before it has fired or sits in the due list.
+    now: u64,
+}
+
+impl<T: Copy> TimerWheel<T> {
+    /// An empty wheel whose time starts at tick `now`.
+    pub fn new(now: u64) -> Self {
+        Self::with_capacity(now, 0)
+    }
+
+    /// An empty wheel at tick `now` with room for `capacity` timers before it allocates.
+    pub fn with_capacity(now: u64, capacity: usize) -> Self {
+        TimerWheel {
+            store: Store::new(LEVELS * SLOTS + 1, capacity),
+            occupied: [0; LEVELS],
+            now,
+        }
+    }
+
+    /// The wheel's current tick: the largest `now` passed to an expiry pass that ran to completion
+    /// (or the starting tick).
+    pub fn now(&self) -> u64 {
+        self.now
+    }
+
+    /// Number of armed timers (including those due but not yet handed out).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether no timer is armed.
+    pub fn is_empty(&self) -> bool {
+        self.store.len() == 0
+    }
+
+    /// Arms a timer that fires once at tick `deadline`, carrying `payload`. A deadline at or before
+    /// [`now`](Self::now) fires on the next expiry pass. The returned key stays valid until the timer
+    /// fires or is cancelled.
+    pub fn arm(&mut self, deadline: u64, payload: T) -> TimerKey {
+        let list = self.list_for(deadline);
+        let key = self.store.insert(deadline, payload, list);
+        self.mark_occupied(list);
+        key
+    }
+
+    /// Moves the armed timer `key` to fire at `deadline` instead (earlier or later); the key stays
+    /// valid. Returns `false`, changing nothing, if the timer already fired or was cancelled.
+    pub fn rearm(&mut self, key: TimerKey, deadline: u64) -> bool {
+        let Some(index) = self.store.resolve(key) else {
+            return false;
+        };
+        self.unlink(index);
+        self.store.set_deadline(index, deadline);
+        self.link(index);
+        true
+    }
+
+    /// Disarms the timer `key` and returns its payload, or `None` if it already fired or was cancelled.
+    pub fn cancel(&mut self, key: TimerKey) -> Option<T> {
+        let index = self.store.resolve(key)?;
+        self.unlink(index);
+        Some(self.store.release(index))
+    }
+
+    /// Whether `key` names a timer that has neither fired nor been cancelled.
+    pub fn is_armed(&self, key: TimerKey) -> bool {
+        self.store.resolve(key).is_some()
+    }
+
+    /// The deadline the armed timer `key` was last (re)armed with, or `None` if it is not armed.
+    pub fn deadline(&self, key: TimerKey) -> Option<u64> {
+        self.store.resolve(key).map(|index| self.store.deadline(index))
+    }
+
+    /// A lower bound on the earliest deadline still pending: no expiry pass with a `now` before it
+    /// hands anything out. Exact when that timer is within 64 ticks of [`now`](Self::now); otherwise
+    /// the start of the slot holding it. `None` if no timer is armed.
+    pub fn next_wake(&self) -> Option<u64> {
+        if !self.store.is_empty(DUE) {
+            return Some(self.now);
+        }
+        self.next_slot().map(|(_, _, start)| start)
+    }
+
+    /// Hands out the next timer due at or before tick `now`, in deadline order, or returns `None`
+    /// (and moves the wheel's time to `now` if later) when none is left. The fired timer's key
+    /// becomes invalid. Between calls the wheel may be changed freely, so a caller can re-arm from
+    /// inside its expiry loop; a timer armed for a tick at or before `now` during the loop is handed
+    /// out by the same loop.
+    ///
+    /// Order: by deadline; timers with the same deadline in the order they were (re)armed; timers
+    /// armed with a deadline already past come first, at the next pass.
+    pub fn pop_expired(&mut self, now: u64) -> Option<T> {
+        loop {
+            if let Some(index) = self.store.pop_front(DUE) {
+                return Some(self.store.release(index));
+            }
+            match self.next_slot() {
+                Some((level, slot, start)) if start <= now => self.cascade(level, slot, start),
+                _ => break,
+            }
+        }
+        self.now = self.now.max(now);
+        None
+    }
+
+    /// Runs the expiry pass up to tick `now`, calling `on_expire` with each fired payload in order.
+    /// Allocates nothing. `on_expire` cannot touch the wheel; use [`pop_expired`](Self::pop_expired)
+    /// or [`advance_into`](Self::advance_into) to re-arm while expiring.
+    pub fn advance(&mut self, now: u64, mut on_expire: impl FnMut(T)) {
+        while let Some(payload) = self.pop_expired(now) {
+            on_expire(payload);
+        }
+    }
+
+    /// Runs the expiry pass up to tick `now`, appending fired payloads to `out` in order (`out` is not
+    /// cleared; reuse it across ticks to avoid allocating).
+    pub fn advance_into(&mut self, now: u64, out: &mut Vec<T>) {
+        self.advance(now, |payload| out.push(payload));
+    }
+
+    /// Empties slot `slot` of `level`, which starts at tick `start` (≤ the pass's `now`): moves the
+    /// wheel's time to `start`, then relinks every entry relative to it, into the due list or a lower
+    /// level. Entries keep their relative order, which is what makes same-deadline expiry FIFO.
+    fn cascade(&mut self, level: usize, slot: usize, start: u64) {
+        self.now = start;
+        self.occupied[level] &= !(1 << slot);
+        let list = (level * SLOTS + slot) as u16;
+        while let Some(index) = self.store.pop_front(list) {
+            self.link(index);
+        }
+    }
+
+    /// The lowest non-empty level's first non-empty slot, as (level, slot, start tick). Every entry of
+    /// level `l` shares the bits above level `l` with `now` and has a greater level-`l` digit, so the
+    /// lowest non-empty level holds the earliest deadlines and its lowest set bit is the next slot.
+    fn next_slot(&self) -> Option<(usize, usize, u64)> {
+        let level = self.occupied.iter().position(|&bits| bits != 0)?;
+        let slot = self.occupied[level].trailing_zeros() as usize;
+        let shift = level as u32 * SLOT_BITS;
+        let above = self.now.checked_shr(shift + SLOT_BITS).unwrap_or(0);
+        let start = above.checked_shl(shift + SLOT_BITS).unwrap_or(0) | (slot as u64) << shift;
+        debug_assert!(
+            start > self.now,
+            "slot {level}/{slot} starts at {start}, not after {}",
+            self.now
+        );
+        Some((level, slot, start))
+    }
+
+    /// The list a timer due at `deadline` belongs in, given the wheel's time: the due list if the
+    /// deadline has passed, else the level of the highest bit where it differs from `now`.
+    fn list_for(&self, deadline: u64) -> u16 {
+        if deadline <= self.now {
+            return DUE;
+        }
+        let level = (u64::BITS - 1 - (deadline ^ self.now).leading_zeros()) / SLOT_BITS;
+        let slot = (deadline >> (level * SLOT_BITS)) as usize % SLOTS;
+        (level as usize * SLOTS + slot) as u16
+    }
+
+    /// Links the unlinked entry `index` into the list its stored deadline calls for.
+    fn link(&mut self, index: u32) {
+        let list = self.list_for(self.store.deadline(index));
+        self.store.push_back(index, list);
+        self.mark_occupied(list);
+    }
+
+    /// Unlinks entry `index`, clearing its slot's occupancy bit if the slot became empty.
+    fn unlink(&mut self, index: u32) {
+        let list = self.store.unlink(index);
+        if list != DUE && self.store.is_empty(list) {
+            let (level, slot) = (usize::from(list) / SLOTS, usize::from(list) % SLOTS);
+            self.occupied[level] &= !(1 << slot);
+        }
+    }
+
+    /// Sets the occupancy bit of `list` if it is a wheel slot.
+    fn mark_occupied(&mut self, list: u16) {
+        if list != DUE {
+            let (level, slot) = (usize::from(list) / SLOTS, usize::from(list) % SLOTS);
+            self.occupied[level] |= 1 << slot;
+        }
+    }
+}
