@@ -54,13 +54,19 @@ fn custom_handler_sees_metadata_and_closes_first() {
     config.keep_headers = vec!["X-Token".into()];
     config.log_level = "off".into();
     let server = Server::new(config)
-        .start(move |_core| Probe { closes: tx.clone(), send_after_close: None })
+        .start(move |_core| Probe {
+            closes: tx.clone(),
+            send_after_close: None,
+        })
         .expect("start in-process");
     let url = format!("ws://{}/room?name=ada", server.local_addrs()[0]);
     let mut request = tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
     request.headers_mut().insert("X-Token", "s3cret".parse().unwrap());
     let (mut ws, _) = tungstenite::connect(request).unwrap();
-    assert_eq!(ws.read().unwrap(), WsMessage::text("path=/room query=name=ada token=s3cret core=0"));
+    assert_eq!(
+        ws.read().unwrap(),
+        WsMessage::text("path=/room query=name=ada token=s3cret core=0")
+    );
     ws.send(WsMessage::binary(vec![1, 2, 3])).unwrap();
     assert_eq!(ws.read().unwrap(), WsMessage::binary(vec![1, 2, 3]));
     ws.send(WsMessage::text("close")).unwrap();
@@ -75,7 +81,10 @@ fn custom_handler_sees_metadata_and_closes_first() {
     // tungstenite answers the close; the server then closes TCP.
     assert!(matches!(ws.read(), Err(tungstenite::Error::ConnectionClosed)));
     let (info, attempt) = rx.recv_timeout(Duration::from_secs(10)).expect("on_close was called");
-    assert!(matches!(attempt, Err(SendError::Closed(_))), "send after close must fail, got {attempt:?}");
+    assert!(
+        matches!(attempt, Err(SendError::Closed(_))),
+        "send after close must fail, got {attempt:?}"
+    );
     assert_eq!(info.closed_by, ClosedBy::Server);
     assert_eq!(info.code_sent, Some(CloseCode(4001)));
     assert_eq!(info.code_received, Some(CloseCode(4001)));

@@ -109,6 +109,37 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the server.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Waits (bounded) until `series` reaches `value`.
+    pub fn wait_for_metric(&self, series: &str, value: u64) {
+        for _ in 0..400 {
+            if self.metric(series) >= value {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{series} never reached {value} (now {})", self.metric(series));
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -168,7 +199,11 @@ impl ServerFrame {
 impl RawWs {
     /// Upgrades a fresh connection at `path`; `extra` bytes go in the same write as the request.
     pub fn connect(server: &ServerProcess, path: &str, extra: &[u8]) -> RawWs {
-        let mut stream = server.tcp();
+        RawWs::upgrade(server.tcp(), path, extra)
+    }
+
+    /// Upgrades an already connected stream.
+    pub fn upgrade(mut stream: TcpStream, path: &str, extra: &[u8]) -> RawWs {
         let mut request = upgrade_request(path).into_bytes();
         request.extend_from_slice(extra);
         stream.write_all(&request).unwrap();
