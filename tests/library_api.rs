@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use ringcast::config::{Config, CoreSelection};
 use ringcast::handler::{CloseInfo, ClosedBy, Context, Handler, Message, SendError};
+use ringcast::metrics::Counter;
 use ringcast::proto::close::CloseCode;
 use ringcast::Server;
 use tungstenite::Message as WsMessage;
@@ -90,4 +91,56 @@ fn custom_handler_sees_metadata_and_closes_first() {
     assert_eq!(info.code_received, Some(CloseCode(4001)));
     assert_eq!(info.error, None);
     assert_eq!((info.stats.messages_in, info.stats.messages_out), (2, 3));
+}
+
+/// Pushes 64 KiB messages when asked, until the engine refuses (slow consumer).
+struct Flooder {
+    refusals: mpsc::Sender<(usize, SendError)>,
+}
+
+impl Handler for Flooder {
+    fn on_message(&mut self, cx: &mut Context<'_>, _message: Message<'_>) {
+        let chunk = vec![9u8; 65536];
+        for sent in 0..10_000 {
+            if let Err(refused) = cx.send(Message::Binary(&chunk)) {
+                self.refusals.send((sent, refused)).unwrap();
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_consumer_too_slow_for_its_queue_is_closed_with_1008() {
+    let (tx, rx) = mpsc::channel();
+    let mut config = Config::embedded();
+    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.cores = CoreSelection::Count(1);
+    config.max_queued_bytes = 256 * 1024;
+    config.log_level = "off".into();
+    let server = Server::new(config)
+        .start(move |_core| Flooder { refusals: tx.clone() })
+        .unwrap();
+    let (mut ws, _) = tungstenite::connect(format!("ws://{}/", server.local_addrs()[0])).unwrap();
+    ws.send(WsMessage::text("flood me")).unwrap();
+    let (accepted, refusal) = rx.recv_timeout(Duration::from_secs(10)).expect("the flood was refused");
+    assert!(matches!(refusal, SendError::SlowConsumer(_)), "{refusal:?}");
+    assert_eq!(
+        accepted, 4,
+        "256 KiB of queue holds four 64 KiB messages (headers aside)"
+    );
+    let mut received = 0;
+    let close = loop {
+        match ws.read().unwrap() {
+            WsMessage::Binary(data) => {
+                assert_eq!(data.len(), 65536);
+                received += 1;
+            }
+            WsMessage::Close(frame) => break frame.expect("a close code"),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(received, accepted, "everything queued before the close is delivered");
+    assert_eq!(u16::from(close.code), 1008);
+    assert_eq!(server.registry().total(Counter::SlowConsumers), 1);
 }

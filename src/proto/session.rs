@@ -93,17 +93,30 @@ struct PartialMessage {
     utf8: Utf8Validator,
 }
 
-/// Receiving state of one WebSocket connection.
-#[derive(Debug)]
-pub struct Session {
-    role: Role,
-    max_message_size: u64,
+/// What a session holds only while a frame or message is unfinished. It is boxed so that an
+/// idle session is a few words: the box exists only between reads that split a frame.
+#[derive(Debug, Default)]
+struct Unfinished {
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
     frame: Option<PartialFrame>,
     message: Option<PartialMessage>,
     control: Vec<u8>,
+}
+
+impl Unfinished {
+    fn is_empty(&self) -> bool {
+        self.header_len == 0 && self.frame.is_none() && self.message.is_none()
+    }
+}
+
+/// Receiving state of one WebSocket connection.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
     close_received: bool,
+    max_message_size: u64,
+    unfinished: Option<Box<Unfinished>>,
 }
 
 impl Session {
@@ -111,13 +124,9 @@ impl Session {
     pub fn new(role: Role, max_message_size: usize) -> Session {
         Session {
             role,
-            max_message_size: max_message_size as u64,
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
-            frame: None,
-            message: None,
-            control: Vec::new(),
             close_received: false,
+            max_message_size: max_message_size as u64,
+            unfinished: None,
         }
     }
 
@@ -128,25 +137,60 @@ impl Session {
 
     /// Heap bytes this session holds for unfinished frames and messages (0 when idle).
     pub fn retained_bytes(&self) -> usize {
-        self.message.as_ref().map_or(0, |m| m.data.capacity()) + self.control.capacity()
+        self.unfinished.as_ref().map_or(0, |u| {
+            std::mem::size_of::<Unfinished>()
+                + u.message.as_ref().map_or(0, |m| m.data.capacity())
+                + u.control.capacity()
+        })
+    }
+
+    /// The unfinished-frame state, created on first need.
+    fn unfinished(&mut self) -> &mut Unfinished {
+        self.unfinished.get_or_insert_with(Box::default)
+    }
+
+    fn message_in_progress(&self) -> Option<&PartialMessage> {
+        self.unfinished.as_ref().and_then(|u| u.message.as_ref())
+    }
+
+    fn frame_in_progress(&self) -> bool {
+        self.unfinished.as_ref().is_some_and(|u| u.frame.is_some())
+    }
+
+    /// Frees the unfinished-frame box once nothing is pending.
+    fn release_if_idle(&mut self) {
+        if self.unfinished.as_ref().is_some_and(|u| u.is_empty()) {
+            self.unfinished = None;
+        }
     }
 
     /// Decodes `input` (unmasking it in place), calling `on_event` for each complete message
     /// and control frame. On error the connection must be failed with the returned code.
     pub fn feed(&mut self, input: &mut [u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<(), ProtocolError> {
         let mut pos = 0;
-        while pos < input.len() && !self.close_received {
-            if self.frame.is_none() {
-                let Some((header, used)) = self.take_header(&input[pos..])? else {
+        let result = self.feed_from(input, &mut pos, on_event);
+        self.release_if_idle();
+        result
+    }
+
+    fn feed_from(
+        &mut self,
+        input: &mut [u8],
+        pos: &mut usize,
+        on_event: &mut impl FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        while *pos < input.len() && !self.close_received {
+            if !self.frame_in_progress() {
+                let Some((header, used)) = self.take_header(&input[*pos..])? else {
                     return Ok(());
                 };
-                pos += used;
+                *pos += used;
                 self.check_frame(&header)?;
                 let len = header.payload_len as usize;
-                let whole_here = header.payload_len <= (input.len() - pos) as u64;
-                if whole_here && (header.opcode.is_control() || (header.fin && self.message.is_none())) {
-                    let payload = &mut input[pos..pos + len];
-                    pos += len;
+                let whole_here = header.payload_len <= (input.len() - *pos) as u64;
+                if whole_here && (header.opcode.is_control() || (header.fin && self.message_in_progress().is_none())) {
+                    let payload = &mut input[*pos..*pos + len];
+                    *pos += len;
                     if let Some(key) = header.mask {
                         apply_mask(payload, key, 0);
                     }
@@ -155,7 +199,7 @@ impl Session {
                 }
                 self.begin_partial(&header);
             }
-            pos += self.continue_partial(&mut input[pos..], on_event)?;
+            *pos += self.continue_partial(&mut input[*pos..], on_event)?;
         }
         Ok(())
     }
@@ -163,26 +207,28 @@ impl Session {
     /// Returns a decoded header and how many bytes of `input` it used, or stashes a partial one.
     fn take_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let bad_header = |e: super::frame::HeaderError| ProtocolError::protocol(e.describe());
-        if self.header_len == 0 {
+        let had = self.unfinished.as_ref().map_or(0, |u| u.header_len as usize);
+        if had == 0 {
             return match decode_header(input).map_err(bad_header)? {
                 Some(found) => Ok(Some(found)),
                 None => {
-                    self.header[..input.len()].copy_from_slice(input);
-                    self.header_len = input.len() as u8;
+                    let unfinished = self.unfinished();
+                    unfinished.header[..input.len()].copy_from_slice(input);
+                    unfinished.header_len = input.len() as u8;
                     Ok(None)
                 }
             };
         }
-        let had = self.header_len as usize;
+        let unfinished = self.unfinished();
         let take = input.len().min(MAX_HEADER_LEN - had);
-        self.header[had..had + take].copy_from_slice(&input[..take]);
-        match decode_header(&self.header[..had + take]).map_err(bad_header)? {
+        unfinished.header[had..had + take].copy_from_slice(&input[..take]);
+        match decode_header(&unfinished.header[..had + take]).map_err(bad_header)? {
             Some((header, len)) => {
-                self.header_len = 0;
+                unfinished.header_len = 0;
                 Ok(Some((header, len - had)))
             }
             None => {
-                self.header_len = (had + take) as u8;
+                unfinished.header_len = (had + take) as u8;
                 Ok(None)
             }
         }
@@ -195,7 +241,7 @@ impl Session {
             (Role::Client, true) => return Err(ProtocolError::protocol("server frame masked")),
             _ => {}
         }
-        let buffered = match (header.opcode, &self.message) {
+        let buffered = match (header.opcode, self.message_in_progress()) {
             (OpCode::Continuation, None) => {
                 return Err(ProtocolError::protocol("continuation without a message to continue"))
             }
@@ -220,14 +266,15 @@ impl Session {
             OpCode::Binary => Some(MessageKind::Binary),
             _ => None,
         };
+        let unfinished = self.unfinished();
         if let Some(kind) = kind {
-            self.message = Some(PartialMessage {
+            unfinished.message = Some(PartialMessage {
                 kind,
                 data: Vec::new(),
                 utf8: Utf8Validator::default(),
             });
         }
-        self.frame = Some(PartialFrame {
+        unfinished.frame = Some(PartialFrame {
             opcode: header.opcode,
             fin: header.fin,
             mask: header.mask,
@@ -242,7 +289,8 @@ impl Session {
         input: &mut [u8],
         on_event: &mut impl FnMut(Event<'_>),
     ) -> Result<usize, ProtocolError> {
-        let frame = self.frame.as_mut().expect("a partial frame is in progress");
+        let unfinished = self.unfinished.as_mut().expect("a partial frame is in progress");
+        let frame = unfinished.frame.as_mut().expect("a partial frame is in progress");
         let take = (frame.remaining.min(input.len() as u64)) as usize;
         let chunk = &mut input[..take];
         if let Some(key) = frame.mask {
@@ -252,9 +300,9 @@ impl Session {
         frame.remaining -= take as u64;
         let frame = *frame;
         if frame.opcode.is_control() {
-            self.control.extend_from_slice(chunk);
+            unfinished.control.extend_from_slice(chunk);
         } else {
-            let message = self.message.as_mut().expect("data frames belong to a message");
+            let message = unfinished.message.as_mut().expect("data frames belong to a message");
             if message.kind == MessageKind::Text {
                 message.utf8.feed(chunk).map_err(|_| invalid_utf8())?;
             }
@@ -263,12 +311,12 @@ impl Session {
         if frame.remaining > 0 {
             return Ok(take);
         }
-        self.frame = None;
+        unfinished.frame = None;
         if frame.opcode.is_control() {
-            let payload = std::mem::take(&mut self.control);
+            let payload = std::mem::take(&mut unfinished.control);
             self.complete_frame(frame.opcode, &payload, on_event)?;
         } else if frame.fin {
-            let mut message = self.message.take().expect("data frames belong to a message");
+            let mut message = unfinished.message.take().expect("data frames belong to a message");
             if message.kind == MessageKind::Text {
                 message.utf8.finish().map_err(|_| invalid_utf8())?;
             }

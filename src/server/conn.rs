@@ -96,12 +96,47 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         conns: &core.conns,
         conn: &conn,
     });
-    let early = &mut buffer[request.head_len..];
-    let ending = run_websocket(&core, &conn, &stream, fd, early).await;
-    drop(buffer);
-    let info = finish(&core, &conn, &stream, fd, ending, opened_at).await;
+    // The request and its buffer die here: an open connection keeps only the early frames
+    // (usually none) until its task has fed them to the session.
+    let early = buffer.split_off(request.head_len);
+    drop((request, buffer));
+    let fut = run_connection(core, conn, stream, early, opened_at);
+    eprintln!(
+        "conn future {} conn_shared {} session {}",
+        std::mem::size_of_val(&fut),
+        std::mem::size_of::<ConnShared>(),
+        std::mem::size_of::<Session>()
+    );
+    monoio::spawn(fut);
+}
+
+/// The long-lived task of an upgraded connection. It is spawned separately from the handshake
+/// so that its future (which every open connection keeps) holds only what the open phase needs.
+async fn run_connection<H: Handler>(
+    core: Rc<CoreCtx<H>>,
+    conn: Rc<ConnShared>,
+    stream: TcpStream,
+    early: Vec<u8>,
+    opened_at: Instant,
+) {
+    let fd = stream.as_raw_fd();
+    let mut session = Session::new(Role::Server, core.shared.config.max_message_size);
+    let mut peer_close = PeerClose::default();
+    let ending = run_websocket(&core, &conn, &stream, fd, early, &mut session, &mut peer_close).await;
+    // The closing phase is boxed: its state is allocated only when a connection closes.
+    let closing = finish(
+        &core,
+        &conn,
+        &stream,
+        fd,
+        ending,
+        &mut session,
+        &mut peer_close,
+        opened_at,
+    );
+    let info = Box::pin(closing).await;
     core.forget(&conn);
-    core.shared.close_connection(peer.ip());
+    core.shared.close_connection(conn.meta.peer.ip());
     core.handler.borrow_mut().on_close(
         &mut Context {
             conns: &core.conns,
@@ -238,40 +273,41 @@ async fn run_websocket<H: Handler>(
     conn: &ConnShared,
     stream: &TcpStream,
     fd: RawFd,
-    early: &mut [u8],
-) -> (Ending, Session, PeerClose) {
-    let mut session = Session::new(Role::Server, core.shared.config.max_message_size);
-    let mut peer_close = PeerClose::default();
+    mut early: Vec<u8>,
+    session: &mut Session,
+    peer_close: &mut PeerClose,
+) -> Ending {
     if !early.is_empty() {
-        if let Err(violation) = dispatch(core, conn, &mut session, early, &mut peer_close) {
-            return (Ending::Violation(violation), session, peer_close);
+        if let Err(violation) = dispatch(core, conn, session, &mut early, peer_close) {
+            return Ending::Violation(violation);
         }
     }
+    drop(early);
     loop {
         let blocked = match conn.outbound().flush(fd) {
             Ok(Flush::Done) => false,
             Ok(Flush::Blocked) => true,
-            Err(e) => return (Ending::Transport(TransportError::from_write(&e)), session, peer_close),
+            Err(e) => return Ending::Transport(TransportError::from_write(&e)),
         };
         if session.close_received() {
-            return (Ending::ClientClose, session, peer_close);
+            return Ending::ClientClose;
         }
         if let Some(why) = conn.engine_close() {
-            return (Ending::Engine(why), session, peer_close);
+            return Ending::Engine(why);
         }
         if conn.close_sent() {
-            return (Ending::ServerClose, session, peer_close);
+            return Ending::ServerClose;
         }
         conn.clear_wake();
         match wait_io(stream, conn, blocked).await {
-            Wakeup::Readable(Err(e)) => return (Ending::Transport(TransportError::from_read(&e)), session, peer_close),
+            Wakeup::Readable(Err(e)) => return Ending::Transport(TransportError::from_read(&e)),
             Wakeup::Readable(Ok(())) => {}
             Wakeup::Writable | Wakeup::Woken => continue,
         }
-        match read_and_dispatch(core, conn, &mut session, fd, &mut peer_close) {
+        match read_and_dispatch(core, conn, session, fd, peer_close) {
             Ok(None) => {}
-            Ok(Some(transport)) => return (Ending::Transport(transport), session, peer_close),
-            Err(violation) => return (Ending::Violation(violation), session, peer_close),
+            Ok(Some(transport)) => return Ending::Transport(transport),
+            Err(violation) => return Ending::Violation(violation),
         }
     }
 }
@@ -282,31 +318,30 @@ enum Wakeup {
     Woken,
 }
 
-/// Waits until the socket is readable, writable (only when a flush is blocked), or a handler
-/// queued something for this connection.
+/// Waits until a handler queued something for this connection, or until the socket is
+/// readable, or, while a flush is blocked, writable. A blocked connection is not read from:
+/// TCP flow control then slows the sender instead of our queue growing.
 async fn wait_io(stream: &TcpStream, conn: &ConnShared, write_blocked: bool) -> Wakeup {
-    let mut readable = pin!(stream.readable(false));
-    let mut writable = pin!(async {
-        if write_blocked {
-            let _ = stream.writable(false).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    });
     let mut woken = pin!(conn.woken());
-    poll_fn(|cx| {
-        if let Poll::Ready(result) = readable.as_mut().poll(cx) {
-            return Poll::Ready(Wakeup::Readable(result));
-        }
-        if writable.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Wakeup::Writable);
-        }
-        if woken.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Wakeup::Woken);
-        }
-        Poll::Pending
-    })
-    .await
+    if write_blocked {
+        let mut writable = pin!(stream.writable(false));
+        poll_fn(|cx| {
+            if writable.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Wakeup::Writable);
+            }
+            woken.as_mut().poll(cx).map(|()| Wakeup::Woken)
+        })
+        .await
+    } else {
+        let mut readable = pin!(stream.readable(false));
+        poll_fn(|cx| {
+            if let Poll::Ready(result) = readable.as_mut().poll(cx) {
+                return Poll::Ready(Wakeup::Readable(result));
+            }
+            woken.as_mut().poll(cx).map(|()| Wakeup::Woken)
+        })
+        .await
+    }
 }
 
 /// Reads everything available into the core's scratch buffer and feeds it to the session.
@@ -388,7 +423,9 @@ async fn finish<H: Handler>(
     conn: &ConnShared,
     stream: &TcpStream,
     fd: RawFd,
-    (ending, mut session, mut peer_close): (Ending, Session, PeerClose),
+    ending: Ending,
+    session: &mut Session,
+    peer_close: &mut PeerClose,
     opened_at: Instant,
 ) -> CloseInfo {
     let counters = core.counters();
@@ -422,7 +459,7 @@ async fn finish<H: Handler>(
         }
     };
     if !matches!(ending, Ending::Transport(_)) {
-        let close = closing_handshake(core, conn, stream, fd, &mut session, &mut peer_close, &ending);
+        let close = closing_handshake(core, conn, stream, fd, session, peer_close, &ending);
         if monoio::time::timeout(core.shared.config.close_timeout, close)
             .await
             .is_err()
@@ -444,7 +481,7 @@ async fn finish<H: Handler>(
         code_sent,
         reason_sent,
         code_received: peer_close.code,
-        reason_received: peer_close.reason,
+        reason_received: std::mem::take(&mut peer_close.reason),
         error,
         duration: opened_at.elapsed(),
         stats: conn.stats.get(),
