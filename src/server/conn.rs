@@ -100,14 +100,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     // (usually none) until its task has fed them to the session.
     let early = buffer.split_off(request.head_len);
     drop((request, buffer));
-    let fut = run_connection(core, conn, stream, early, opened_at);
-    eprintln!(
-        "conn future {} conn_shared {} session {}",
-        std::mem::size_of_val(&fut),
-        std::mem::size_of::<ConnShared>(),
-        std::mem::size_of::<Session>()
-    );
-    monoio::spawn(fut);
+    monoio::spawn(run_connection(core, conn, stream, early, opened_at));
 }
 
 /// The long-lived task of an upgraded connection. It is spawned separately from the handshake
