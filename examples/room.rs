@@ -29,7 +29,7 @@ impl Room {
 
 impl Handler for Room {
     fn on_open(&mut self, cx: &mut Context<'_>) {
-        let text = format!("{} joined core {}", cx.meta().peer, cx.core());
+        let text = format!("{} joined core {}", cx.meta().peer(), cx.core());
         Room::broadcast(cx, &text);
     }
 

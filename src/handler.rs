@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::proto::close::CloseCode;
-use crate::server::conn_state::{ConnShared, Connections};
+use crate::server::conn_state::Connections;
 
 pub use crate::server::conn_state::{CloseInfo, ClosedBy, ConnId, ConnStats};
 
@@ -33,27 +33,71 @@ impl<'a> Message<'a> {
 }
 
 /// What the engine knows about a connection from its upgrade request.
+///
+/// Stored compactly (it lives as long as the connection): the request target in one
+/// allocation, the subprotocol and kept headers only when present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnMeta {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The request path (without the query).
-    pub path: String,
-    /// The query string, if any.
-    pub query: Option<String>,
-    /// The negotiated subprotocol, if any.
-    pub protocol: Option<String>,
-    /// The request headers named in the `keep_headers` setting (name lower-cased, value).
-    pub headers: Vec<(String, String)>,
+    peer: SocketAddr,
+    target: Box<str>,
+    path_len: u32,
+    protocol: Option<Box<str>>,
+    headers: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl ConnMeta {
-    /// The kept header `name` (case-insensitive), if the client sent it.
+    /// Metadata for a connection from `peer` that requested `path` (and `query`).
+    pub fn new(
+        peer: SocketAddr,
+        path: &str,
+        query: Option<&str>,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> ConnMeta {
+        let target = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        ConnMeta {
+            peer,
+            target: target.into_boxed_str(),
+            path_len: path.len() as u32,
+            protocol: protocol.map(String::into_boxed_str),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The request path (without the query).
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_len as usize]
+    }
+
+    /// The query string, if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target
+            .get(self.path_len as usize + 1..)
+            .filter(|_| self.target.len() > self.path_len as usize)
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The kept header `name` (case-insensitive; see the `keep_headers` setting).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -103,34 +147,35 @@ impl Handler for EchoHandler {
 /// The handler's view of the engine during a callback.
 pub struct Context<'a> {
     pub(crate) conns: &'a Connections,
-    pub(crate) conn: &'a ConnShared,
+    pub(crate) id: ConnId,
+    pub(crate) meta: &'a ConnMeta,
 }
 
 impl<'a> Context<'a> {
     /// The current connection's id (unique in the process, never reused).
     pub fn id(&self) -> ConnId {
-        self.conn.id
+        self.id
     }
 
     /// The index of the core this callback runs on.
     pub fn core(&self) -> usize {
-        self.conn.id.core()
+        self.id.core()
     }
 
     /// The current connection's metadata.
     pub fn meta(&self) -> &ConnMeta {
-        &self.conn.meta
+        self.meta
     }
 
     /// Sends a message to the current connection (encoded into its coalescing buffer).
     pub fn send(&mut self, message: Message<'_>) -> Result<(), SendError> {
-        self.conn.send_message(message)
+        self.conns.send_message(self.id, message)
     }
 
     /// Queues a pre-encoded frame (see [`crate::proto::frame::server_frame`]) to the current
     /// connection. Encode a broadcast once and pass clones: the bytes are shared, not copied.
     pub fn send_frame(&mut self, frame: Bytes) -> Result<(), SendError> {
-        self.conn.send_frame(frame)
+        self.conns.send_frame(self.id, frame)
     }
 
     /// Queues a pre-encoded frame to another connection on this core.
@@ -138,10 +183,7 @@ impl<'a> Context<'a> {
         if id.core() != self.core() {
             return Err(SendError::OtherCore(id));
         }
-        match self.conns.get(id) {
-            Some(conn) => conn.send_frame(frame),
-            None => Err(SendError::Closed(id)),
-        }
+        self.conns.send_frame(id, frame)
     }
 
     /// Ids of every open connection on this core (for per-core fan-out).
@@ -152,11 +194,11 @@ impl<'a> Context<'a> {
     /// Starts the close handshake on the current connection with `code` and `reason` (cut to
     /// fit a control frame). Messages queued before it are delivered first.
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.conn.close(code, reason);
+        self.conns.with(self.id, |c| c.close(code, reason));
     }
 
     /// The current connection's message and byte counters so far.
     pub fn stats(&self) -> ConnStats {
-        self.conn.stats.get()
+        self.conns.with(self.id, |c| c.stats()).unwrap_or_default()
     }
 }

@@ -22,8 +22,8 @@ impl Handler for Probe {
         let meta = cx.meta();
         let greeting = format!(
             "path={} query={} token={} core={}",
-            meta.path,
-            meta.query.as_deref().unwrap_or("-"),
+            meta.path(),
+            meta.query().unwrap_or("-"),
             meta.header("x-token").unwrap_or("-"),
             cx.core()
         );

@@ -1,21 +1,19 @@
-//! Per-core connection state: the slab of open connections and what each one shares between
-//! its I/O task and the handlers that send to it.
+//! Per-core connection state: the slab of open connections, reached by the connections' I/O
+//! tasks, the timer pass and the handlers on the same core.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::os::fd::RawFd;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use slab::Slab;
 
-use super::outbound::Outbound;
+use super::outbound::{Flush, Outbound};
 use super::sys::send_nonblocking;
-use crate::handler::{ConnMeta, Message, SendError};
+use crate::handler::{Message, SendError};
 use crate::proto::close::{close_payload, CloseCode};
 use crate::proto::frame::OpCode;
 use crate::timer::TimerKey;
@@ -130,118 +128,175 @@ pub(crate) enum EngineClose {
 /// An empty ping, the heartbeat probe.
 const PING_FRAME: &[u8] = &[0x89, 0x00];
 
-/// A one-shot "something to do" signal from handlers to a connection's I/O task.
-#[derive(Default)]
-struct Wake {
-    pending: Cell<bool>,
-    waker: Cell<Option<Waker>>,
+/// The close frame we queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SentClose {
+    code: CloseCode,
+    reason: String,
 }
 
-impl Wake {
-    fn notify(&self) {
-        self.pending.set(true);
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-/// What a connection's I/O task and the handlers on its core share.
-pub struct ConnShared {
-    pub(crate) id: ConnId,
-    pub(crate) meta: ConnMeta,
-    pub(crate) stats: Cell<ConnStats>,
+/// One open connection's state, stored inline in its core's slab. The I/O task and the
+/// handlers reach it through [`Connections::with`]; nothing here is shared across cores.
+///
+/// It is kept small on purpose: queues, close details and unfinished frames are boxed and
+/// exist only while in use, so an idle connection costs a slab entry plus its task.
+#[derive(Debug)]
+pub struct ConnState {
+    id: ConnId,
+    stats: ConnStats,
     /// The core's timer tick at which the peer last sent anything.
-    pub(crate) last_rx_tick: Cell<u64>,
+    pub(crate) last_rx_tick: u64,
     /// The heartbeat/idle timer, while armed.
-    pub(crate) timer: Cell<Option<TimerKey>>,
+    pub(crate) timer: Option<TimerKey>,
     fd: RawFd,
-    max_queued_bytes: usize,
-    engine_close: Cell<Option<EngineClose>>,
-    outbound: RefCell<Outbound>,
-    close_sent: RefCell<Option<(CloseCode, String)>>,
-    wake: Wake,
+    wake_pending: bool,
+    engine_close: Option<EngineClose>,
+    sent_close: Option<Box<SentClose>>,
+    outbound: Option<Box<Outbound>>,
+    waker: Option<Waker>,
 }
 
-impl ConnShared {
-    /// Whether a close frame has been queued (no data frame may follow it).
+impl ConnState {
+    /// Whether our close frame has been queued (no data frame may follow it).
     pub fn close_sent(&self) -> bool {
-        self.close_sent.borrow().is_some()
+        self.sent_close.is_some()
     }
 
     /// The close code and reason we queued, if any.
     pub fn sent_close(&self) -> Option<(CloseCode, String)> {
-        self.close_sent.borrow().clone()
+        self.sent_close.as_ref().map(|c| (c.code, c.reason.clone()))
     }
 
-    /// Encodes and queues a data message.
-    pub fn send_message(&self, message: Message<'_>) -> Result<(), SendError> {
+    /// The connection's counters.
+    pub fn stats(&self) -> ConnStats {
+        self.stats
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbound.as_ref().map_or(0, |o| o.queued_bytes())
+    }
+
+    /// Why the engine ended this connection, if it did.
+    pub(crate) fn engine_close(&self) -> Option<EngineClose> {
+        self.engine_close
+    }
+
+    /// Encodes and queues a data message (`max_queued` is the slow-consumer cap).
+    pub fn send_message(&mut self, message: Message<'_>, max_queued: usize) -> Result<(), SendError> {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        self.admit(payload.len())?;
-        self.outbound.borrow_mut().push_frame(opcode, payload);
+        self.admit(payload.len(), max_queued)?;
+        self.queue().push_frame(opcode, payload);
         self.count_out(payload.len());
         Ok(())
     }
 
-    /// Queues a pre-encoded data frame.
-    pub fn send_frame(&self, frame: Bytes) -> Result<(), SendError> {
+    /// Queues a pre-encoded data frame (shared, not copied) and wakes the I/O task.
+    pub fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<(), SendError> {
         let len = frame.len();
-        self.admit(len)?;
-        self.outbound.borrow_mut().push_shared(frame);
+        self.admit(len, max_queued)?;
+        self.queue().push_shared(frame);
         self.count_out(len);
-        self.wake.notify();
+        self.notify();
         Ok(())
     }
 
     /// Queues a pong answering a ping (allowed until our close frame is queued).
-    pub fn send_pong(&self, payload: &[u8]) {
+    pub(crate) fn send_pong(&mut self, payload: &[u8]) {
         if !self.close_sent() {
-            self.outbound.borrow_mut().push_frame(OpCode::Pong, payload);
+            self.queue().push_frame(OpCode::Pong, payload);
         }
     }
 
-    /// Queues our close frame once; later calls are ignored.
-    pub fn close(&self, code: CloseCode, reason: &str) {
+    /// Queues our close frame once (after what is already queued); later calls are ignored.
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
         if self.close_sent() {
             return;
         }
-        self.outbound
-            .borrow_mut()
-            .push_frame(OpCode::Close, &close_payload(code, reason));
-        *self.close_sent.borrow_mut() = Some((code, reason.to_owned()));
-        self.wake.notify();
+        self.queue().push_frame(OpCode::Close, &close_payload(code, reason));
+        self.sent_close = Some(Box::new(SentClose {
+            code,
+            reason: reason.to_owned(),
+        }));
+        self.notify();
     }
 
-    /// Mutable access to the outbound queue for the I/O task's flush.
-    pub(crate) fn outbound(&self) -> std::cell::RefMut<'_, Outbound> {
-        self.outbound.borrow_mut()
+    /// Ends the connection for an engine reason: queues the close frame and records why.
+    pub(crate) fn close_by_engine(&mut self, why: EngineClose, code: CloseCode, reason: &str) {
+        if self.engine_close.is_none() && !self.close_sent() {
+            self.engine_close = Some(why);
+        }
+        self.close(code, reason);
+    }
+
+    /// Sends a heartbeat ping. With nothing else queued it is written straight from the timer
+    /// pass (no task wake-up); otherwise it is queued behind the pending frames.
+    pub(crate) fn send_ping(&mut self) {
+        if self.close_sent() {
+            return;
+        }
+        let idle = self.outbound.is_none();
+        let written = if idle {
+            send_nonblocking(self.fd, PING_FRAME).unwrap_or(0)
+        } else {
+            0
+        };
+        if written < PING_FRAME.len() {
+            self.queue().push_shared(Bytes::from_static(&PING_FRAME[written..]));
+            self.notify();
+        }
     }
 
     /// Records a received data message.
-    pub(crate) fn count_in(&self, len: usize) {
-        let mut stats = self.stats.get();
-        stats.messages_in += 1;
-        stats.bytes_in += len as u64;
-        self.stats.set(stats);
+    pub(crate) fn count_in(&mut self, len: usize) {
+        self.stats.messages_in += 1;
+        self.stats.bytes_in += len as u64;
     }
 
-    fn count_out(&self, len: usize) {
-        let mut stats = self.stats.get();
-        stats.messages_out += 1;
-        stats.bytes_out += len as u64;
-        self.stats.set(stats);
+    /// Writes what is queued; the queue's memory is released once it is drained.
+    pub(crate) fn flush(&mut self) -> std::io::Result<Flush> {
+        let Some(outbound) = self.outbound.as_mut() else {
+            return Ok(Flush::Done);
+        };
+        let result = outbound.flush(self.fd);
+        if outbound.is_empty() {
+            self.outbound = None;
+        }
+        result
+    }
+
+    /// Clears the pending signal; the I/O task calls this after it has flushed and looked at
+    /// the close state, just before it waits.
+    pub(crate) fn clear_wake(&mut self) {
+        self.wake_pending = false;
+    }
+
+    fn queue(&mut self) -> &mut Outbound {
+        self.outbound.get_or_insert_with(Box::default)
+    }
+
+    fn notify(&mut self) {
+        self.wake_pending = true;
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn count_out(&mut self, len: usize) {
+        self.stats.messages_out += 1;
+        self.stats.bytes_out += len as u64;
     }
 
     /// Refuses sends after our close frame, and closes a connection whose queue would go over
-    /// `max_queued_bytes` (a consumer too slow to drain it) with 1008 instead of growing.
-    fn admit(&self, len: usize) -> Result<(), SendError> {
+    /// `max_queued` (a consumer too slow to drain it) with 1008 instead of growing.
+    fn admit(&mut self, len: usize, max_queued: usize) -> Result<(), SendError> {
         if self.close_sent() {
             return Err(SendError::Closed(self.id));
         }
-        if self.outbound.borrow().queued_bytes() + len > self.max_queued_bytes {
+        if self.queued_bytes() + len > max_queued {
             self.close_by_engine(
                 EngineClose::SlowConsumer,
                 CloseCode::POLICY,
@@ -251,88 +306,30 @@ impl ConnShared {
         }
         Ok(())
     }
-
-    /// Ends the connection for an engine reason: queues the close frame (after what is already
-    /// queued) and records why.
-    pub(crate) fn close_by_engine(&self, why: EngineClose, code: CloseCode, reason: &str) {
-        if self.engine_close.get().is_none() && !self.close_sent() {
-            self.engine_close.set(Some(why));
-        }
-        self.close(code, reason);
-    }
-
-    /// Why the engine ended this connection, if it did.
-    pub(crate) fn engine_close(&self) -> Option<EngineClose> {
-        self.engine_close.get()
-    }
-
-    /// Sends a heartbeat ping. With nothing else queued it is written straight from the timer
-    /// pass (no task wake-up); otherwise it is queued behind the pending frames.
-    pub(crate) fn send_ping(&self) {
-        if self.close_sent() {
-            return;
-        }
-        let mut outbound = self.outbound.borrow_mut();
-        let written = if outbound.is_empty() {
-            send_nonblocking(self.fd, PING_FRAME).unwrap_or(0)
-        } else {
-            0
-        };
-        if written < PING_FRAME.len() {
-            outbound.push_shared(Bytes::from_static(&PING_FRAME[written..]));
-            drop(outbound);
-            self.wake.notify();
-        }
-    }
-
-    /// Clears the pending signal; the I/O task calls this after it has flushed and looked at
-    /// the close state, just before it waits.
-    pub(crate) fn clear_wake(&self) {
-        self.wake.pending.set(false);
-    }
-
-    /// Resolves when a handler queued something or asked to close since `clear_wake`.
-    pub(crate) fn woken(&self) -> Woken<'_> {
-        Woken { wake: &self.wake }
-    }
-}
-
-/// Future returned by [`ConnShared::woken`].
-pub(crate) struct Woken<'a> {
-    wake: &'a Wake,
-}
-
-impl Future for Woken<'_> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        if self.wake.pending.replace(false) {
-            return Poll::Ready(());
-        }
-        self.wake.waker.set(Some(cx.waker().clone()));
-        Poll::Pending
-    }
 }
 
 /// The open connections of one core, keyed by slab index.
 pub struct Connections {
     core: u16,
-    slab: RefCell<Slab<Rc<ConnShared>>>,
+    max_queued_bytes: usize,
+    slab: RefCell<Slab<ConnState>>,
     next_generation: Cell<u64>,
 }
 
 impl Connections {
-    /// An empty table for core `core`.
-    pub fn new(core: usize) -> Connections {
+    /// An empty table for core `core`, with room reserved for `expected` connections (the
+    /// reservation is virtual memory; pages are touched only as connections arrive).
+    pub fn new(core: usize, max_queued_bytes: usize, expected: usize) -> Connections {
         Connections {
             core: core as u16,
-            slab: RefCell::new(Slab::new()),
+            max_queued_bytes,
+            slab: RefCell::new(Slab::with_capacity(expected)),
             next_generation: Cell::new(1),
         }
     }
 
-    /// Registers a new connection on socket `fd` and returns its shared state.
-    pub fn insert(&self, meta: ConnMeta, fd: RawFd, max_queued_bytes: usize, now_tick: u64) -> Rc<ConnShared> {
+    /// Registers a new connection on socket `fd`.
+    pub fn insert(&self, fd: RawFd, now_tick: u64) -> ConnId {
         let mut slab = self.slab.borrow_mut();
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
@@ -342,44 +339,52 @@ impl Connections {
             key: entry.key() as u32,
             generation,
         };
-        let conn = Rc::new(ConnShared {
+        entry.insert(ConnState {
             id,
-            meta,
-            stats: Cell::new(ConnStats::default()),
-            last_rx_tick: Cell::new(now_tick),
-            timer: Cell::new(None),
+            stats: ConnStats::default(),
+            last_rx_tick: now_tick,
+            timer: None,
             fd,
-            max_queued_bytes,
-            engine_close: Cell::new(None),
-            outbound: RefCell::new(Outbound::default()),
-            close_sent: RefCell::new(None),
-            wake: Wake::default(),
+            wake_pending: false,
+            engine_close: None,
+            sent_close: None,
+            outbound: None,
+            waker: None,
         });
-        entry.insert(conn.clone());
-        conn
+        id
     }
 
-    /// Removes a connection (its id is never valid again).
-    pub fn remove(&self, id: ConnId) {
+    /// Removes a connection (its id is never valid again) and returns its final state.
+    pub fn remove(&self, id: ConnId) -> Option<ConnState> {
         let mut slab = self.slab.borrow_mut();
         if slab.get(id.key()).is_some_and(|c| c.id == id) {
-            slab.remove(id.key());
+            return Some(slab.remove(id.key()));
         }
+        None
     }
 
-    /// The connection with this id, if it is still open on this core.
-    pub fn get(&self, id: ConnId) -> Option<Rc<ConnShared>> {
-        self.slab.borrow().get(id.key()).filter(|c| c.id == id).cloned()
+    /// Runs `f` on the connection with this id, if it is still open on this core. The slab is
+    /// borrowed for the duration of `f`: never call back into handlers from inside it.
+    pub fn with<R>(&self, id: ConnId, f: impl FnOnce(&mut ConnState) -> R) -> Option<R> {
+        let mut slab = self.slab.borrow_mut();
+        slab.get_mut(id.key()).filter(|c| c.id == id).map(f)
+    }
+
+    /// Queues a data message to a connection.
+    pub fn send_message(&self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
+        self.with(id, |c| c.send_message(message, self.max_queued_bytes))
+            .unwrap_or(Err(SendError::Closed(id)))
+    }
+
+    /// Queues a pre-encoded frame to a connection.
+    pub fn send_frame(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
+        self.with(id, |c| c.send_frame(frame, self.max_queued_bytes))
+            .unwrap_or(Err(SendError::Closed(id)))
     }
 
     /// Ids of every open connection.
     pub fn ids(&self) -> Vec<ConnId> {
         self.slab.borrow().iter().map(|(_, c)| c.id).collect()
-    }
-
-    /// Every open connection (a snapshot, so callers may close them while iterating).
-    pub fn all(&self) -> Vec<Rc<ConnShared>> {
-        self.slab.borrow().iter().map(|(_, c)| c.clone()).collect()
     }
 
     /// How many connections are open on this core.
@@ -391,65 +396,93 @@ impl Connections {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Resolves when a handler queued something for `id` or asked to close it since the last
+    /// `clear_wake` (or at once if the connection is gone).
+    pub(crate) fn woken(&self, id: ConnId) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            self.with(id, |c| {
+                if std::mem::take(&mut c.wake_pending) {
+                    return Poll::Ready(());
+                }
+                if !c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    c.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            })
+            .unwrap_or(Poll::Ready(()))
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn meta() -> ConnMeta {
-        ConnMeta {
-            peer: "127.0.0.1:1".parse().unwrap(),
-            path: "/".into(),
-            query: None,
-            protocol: None,
-            headers: vec![],
-        }
-    }
-
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
-        let conns = Connections::new(3);
-        let first = conns.insert(meta(), -1, 1024, 0).id;
-        conns.remove(first);
-        let second = conns.insert(meta(), -1, 1024, 0).id;
+        let conns = Connections::new(3, 1024, 0);
+        let first = conns.insert(-1, 0);
+        conns.remove(first).unwrap();
+        let second = conns.insert(-1, 0);
         assert_eq!(first.key(), second.key());
         assert_ne!(first, second);
-        assert!(conns.get(first).is_none());
-        assert!(conns.get(second).is_some());
+        assert!(conns.with(first, |_| ()).is_none());
+        assert!(conns.with(second, |_| ()).is_some());
+        assert_eq!(
+            conns.send_message(first, Message::Text("x")),
+            Err(SendError::Closed(first))
+        );
         assert_eq!(second.core(), 3);
         assert_ne!(first.as_u64(), second.as_u64());
     }
 
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
-        let conns = Connections::new(0);
-        let conn = conns.insert(meta(), -1, 64, 0);
-        conn.send_message(Message::Binary(&[0; 40])).unwrap();
+        let conns = Connections::new(0, 64, 0);
+        let id = conns.insert(-1, 0);
+        conns.send_message(id, Message::Binary(&[0; 40])).unwrap();
         assert_eq!(
-            conn.send_message(Message::Binary(&[0; 40])),
-            Err(SendError::SlowConsumer(conn.id))
+            conns.send_message(id, Message::Binary(&[0; 40])),
+            Err(SendError::SlowConsumer(id))
         );
-        assert_eq!(conn.engine_close(), Some(EngineClose::SlowConsumer));
-        assert_eq!(conn.sent_close().map(|(code, _)| code), Some(CloseCode::POLICY));
+        let (why, code) = conns
+            .with(id, |c| (c.engine_close(), c.sent_close().map(|(code, _)| code)))
+            .unwrap();
+        assert_eq!((why, code), (Some(EngineClose::SlowConsumer), Some(CloseCode::POLICY)));
         assert_eq!(
-            conn.send_message(Message::Binary(&[0])),
-            Err(SendError::Closed(conn.id))
+            conns.send_message(id, Message::Binary(&[0])),
+            Err(SendError::Closed(id))
         );
     }
 
     #[test]
     fn nothing_is_queued_after_close() {
-        let conns = Connections::new(0);
-        let conn = conns.insert(meta(), -1, 1024, 0);
-        conn.send_message(Message::Text("a")).unwrap();
-        conn.close(CloseCode::NORMAL, "bye");
-        assert_eq!(conn.send_message(Message::Text("b")), Err(SendError::Closed(conn.id)));
+        let conns = Connections::new(0, 1024, 0);
+        let id = conns.insert(-1, 0);
+        conns.send_message(id, Message::Text("a")).unwrap();
+        conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
+        assert_eq!(conns.send_message(id, Message::Text("b")), Err(SendError::Closed(id)));
         assert_eq!(
-            conn.send_frame(Bytes::from_static(b"x")),
-            Err(SendError::Closed(conn.id))
+            conns.send_frame(id, Bytes::from_static(b"x")),
+            Err(SendError::Closed(id))
         );
-        assert_eq!(conn.sent_close(), Some((CloseCode::NORMAL, "bye".to_owned())));
-        assert_eq!(conn.stats.get().messages_out, 1);
+        let state = conns.remove(id).unwrap();
+        assert_eq!(state.sent_close(), Some((CloseCode::NORMAL, "bye".to_owned())));
+        assert_eq!(state.stats().messages_out, 1);
+    }
+
+    #[test]
+    fn an_idle_connection_holds_no_queue() {
+        let conns = Connections::new(0, 1024, 0);
+        let id = conns.insert(-1, 0);
+        assert!(conns
+            .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())
+            .unwrap());
+        assert!(
+            std::mem::size_of::<ConnState>() <= 112,
+            "ConnState grew to {}",
+            std::mem::size_of::<ConnState>()
+        );
     }
 }

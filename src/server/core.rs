@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
 
-use super::conn::serve;
-use super::conn_state::{ConnId, ConnShared, Connections, EngineClose};
+use super::conn_state::{ConnId, Connections, EngineClose};
 use super::latch::Latch;
+use super::upgrade::serve;
 use super::Shared;
 use crate::handler::Handler;
 use crate::metrics::{CoreCounters, Counter};
@@ -40,17 +40,18 @@ pub(crate) struct CoreCtx<H> {
 
 impl<H> CoreCtx<H> {
     pub fn new(index: usize, shared: Arc<Shared>, handler: H) -> CoreCtx<H> {
+        let expected = expected_per_core(&shared);
         CoreCtx {
             index,
-            shared,
-            conns: Connections::new(index),
+            conns: Connections::new(index, shared.config.max_queued_bytes, expected),
             handler: RefCell::new(handler),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
-            timers: RefCell::new(TimerWheel::new(0)),
+            timers: RefCell::new(TimerWheel::with_capacity(0, expected)),
             started: Instant::now(),
             now_tick: Cell::new(0),
             shutdown: Latch::default(),
             drained: Latch::default(),
+            shared,
         }
     }
 
@@ -70,19 +71,18 @@ impl<H> CoreCtx<H> {
     }
 
     /// Arms the heartbeat/idle timer of a newly opened connection, if any is configured.
-    pub fn arm_liveness(&self, conn: &ConnShared) {
+    pub fn arm_liveness(&self, id: ConnId) {
         if let Some(after) = self.first_liveness_check() {
-            let deadline = self.now_tick() + self.ticks(after);
-            conn.timer.set(Some(self.timers.borrow_mut().arm(deadline, conn.id)));
+            let key = self.timers.borrow_mut().arm(self.now_tick() + self.ticks(after), id);
+            self.conns.with(id, |c| c.timer = Some(key));
         }
     }
 
     /// Removes a closed connection: cancels its timer and frees its slab slot.
-    pub fn forget(&self, conn: &ConnShared) {
-        if let Some(key) = conn.timer.take() {
+    pub fn forget(&self, id: ConnId) {
+        if let Some(key) = self.conns.remove(id).and_then(|c| c.timer) {
             self.timers.borrow_mut().cancel(key);
         }
-        self.conns.remove(conn.id);
         self.counters().set_open_connections(self.conns.len());
         if self.shutdown.is_fired() && self.conns.is_empty() {
             self.drained.fire();
@@ -106,42 +106,64 @@ impl<H> CoreCtx<H> {
     /// A connection's liveness timer fired: close it if it has been silent too long, ping it if
     /// a ping is due, and re-arm for the next check. Traffic never touches the timer; it only
     /// moves `last_rx_tick`, which is read here.
-    fn check_liveness(&self, conn: &ConnShared, now: u64) {
+    fn check_liveness(&self, id: ConnId, now: u64) {
         let config = &self.shared.config;
-        let silent = now.saturating_sub(conn.last_rx_tick.get());
         let interval = (!config.ping_interval.is_zero()).then(|| self.ticks(config.ping_interval));
         let idle_limit = (!config.idle_timeout.is_zero()).then(|| self.ticks(config.idle_timeout));
         let heartbeat_limit = interval.map(|i| i + self.ticks(config.pong_timeout));
-        if idle_limit.is_some_and(|limit| silent >= limit) {
-            self.counters().inc(Counter::IdleTimeouts);
-            conn.close_by_engine(EngineClose::Idle, CloseCode::GOING_AWAY, "idle timeout");
-            return;
-        }
-        if heartbeat_limit.is_some_and(|limit| silent >= limit) {
-            self.counters().inc(Counter::HeartbeatTimeouts);
-            conn.close_by_engine(EngineClose::Heartbeat, CloseCode::GOING_AWAY, "heartbeat timeout");
-            return;
-        }
-        let last_rx = conn.last_rx_tick.get();
-        let mut next = [idle_limit, heartbeat_limit]
-            .into_iter()
-            .flatten()
-            .map(|limit| last_rx + limit)
-            .min();
-        if let Some(interval) = interval {
-            if silent >= interval {
-                conn.send_ping();
-                self.counters().inc(Counter::PingsSent);
-                next = next.map(|n| n.min(now + interval));
-            } else {
-                next = next.map(|n| n.min(last_rx + interval));
+        let outcome = self.conns.with(id, |conn| {
+            conn.timer = None;
+            let last_rx = conn.last_rx_tick;
+            let silent = now.saturating_sub(last_rx);
+            if idle_limit.is_some_and(|limit| silent >= limit) {
+                conn.close_by_engine(EngineClose::Idle, CloseCode::GOING_AWAY, "idle timeout");
+                return Liveness::IdleTimeout;
             }
-        }
-        if let Some(deadline) = next {
-            conn.timer
-                .set(Some(self.timers.borrow_mut().arm(deadline.max(now + 1), conn.id)));
+            if heartbeat_limit.is_some_and(|limit| silent >= limit) {
+                conn.close_by_engine(EngineClose::Heartbeat, CloseCode::GOING_AWAY, "heartbeat timeout");
+                return Liveness::HeartbeatTimeout;
+            }
+            let mut next = [idle_limit, heartbeat_limit]
+                .into_iter()
+                .flatten()
+                .map(|limit| last_rx + limit)
+                .min();
+            let mut outcome = Liveness::Alive;
+            if let Some(interval) = interval {
+                let next_ping = if silent >= interval {
+                    conn.send_ping();
+                    outcome = Liveness::Pinged;
+                    now + interval
+                } else {
+                    last_rx + interval
+                };
+                next = next.map(|n| n.min(next_ping));
+            }
+            if let Some(deadline) = next {
+                conn.timer = Some(self.timers.borrow_mut().arm(deadline, id));
+            }
+            outcome
+        });
+        match outcome {
+            Some(Liveness::IdleTimeout) => self.counters().inc(Counter::IdleTimeouts),
+            Some(Liveness::HeartbeatTimeout) => self.counters().inc(Counter::HeartbeatTimeouts),
+            Some(Liveness::Pinged) => self.counters().inc(Counter::PingsSent),
+            Some(Liveness::Alive) | None => {}
         }
     }
+}
+
+/// What a liveness check did.
+enum Liveness {
+    IdleTimeout,
+    HeartbeatTimeout,
+    Pinged,
+    Alive,
+}
+
+/// Slab and timer capacity reserved per core: virtual memory only, touched as connections come.
+fn expected_per_core(shared: &Shared) -> usize {
+    (shared.config.max_connections / shared.registry.core_count().max(1)).min(1 << 20)
 }
 
 /// Runs one core until shutdown: accept loops, the timer pass, then the drain.
@@ -161,8 +183,9 @@ pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<Tc
     } else {
         "going away"
     };
-    for conn in core.conns.all() {
-        conn.close_by_engine(EngineClose::Shutdown, code, reason);
+    for id in core.conns.ids() {
+        core.conns
+            .with(id, |c| c.close_by_engine(EngineClose::Shutdown, code, reason));
     }
     if core.conns.is_empty() {
         core.drained.fire();
@@ -191,10 +214,7 @@ async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
         core.now_tick.set(now);
         core.timers.borrow_mut().advance_into(now, &mut due);
         for id in due.drain(..) {
-            if let Some(conn) = core.conns.get(id) {
-                conn.timer.set(None);
-                core.check_liveness(&conn, now);
-            }
+            core.check_liveness(id, now);
         }
     }
 }

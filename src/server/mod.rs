@@ -4,6 +4,7 @@
 //! application [`Handler`] built for each core. Everything a connection does happens on the
 //! core that accepted it.
 
+mod closing;
 mod conn;
 pub(crate) mod conn_state;
 mod core;
@@ -12,7 +13,9 @@ mod listener;
 mod outbound;
 pub mod router;
 mod runtime;
+mod socket;
 mod sys;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

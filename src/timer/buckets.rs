@@ -43,7 +43,11 @@ impl Buckets {
     /// `count` empty buckets with room for `items` items before the pool allocates.
     pub(super) fn new(count: usize, items: usize) -> Self {
         let chunks = items.div_ceil(CHUNK) + count;
-        Buckets { words: Vec::with_capacity(chunks * STRIDE), free: NIL, buckets: vec![EMPTY; count].into() }
+        Buckets {
+            words: Vec::with_capacity(chunks * STRIDE),
+            free: NIL,
+            buckets: vec![EMPTY; count].into(),
+        }
     }
 
     /// Whether bucket `b` holds no item.
@@ -73,7 +77,11 @@ impl Buckets {
         let Bucket { head, len } = self.buckets[usize::from(b)];
         let len = len.checked_sub(1)?;
         let item = self.words[head as usize * STRIDE + len as usize % CHUNK];
-        let head = if len as usize % CHUNK == 0 { self.free_chunk(head) } else { head };
+        let head = if len as usize % CHUNK == 0 {
+            self.free_chunk(head)
+        } else {
+            head
+        };
         self.buckets[usize::from(b)] = Bucket { head, len };
         Some(item)
     }
@@ -106,7 +114,8 @@ impl Buckets {
         let count = (detached.len as usize - 1) % CHUNK + 1;
         let start = detached.chunk as usize * STRIDE;
         let mut items = [0; CHUNK];
-        items[..count].copy_from_slice(&self.words[start..start + count]);
+        // A fixed-size copy compiles to a few vector moves; words past `count` are stale and unused.
+        items.copy_from_slice(&self.words[start..start + CHUNK]);
         detached.len -= count as u32;
         detached.chunk = self.free_chunk(detached.chunk);
         Some((items, count))

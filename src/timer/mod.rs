@@ -8,21 +8,26 @@
 //!
 //! [`TimerWheel`] has 11 levels of 64 slots. A timer goes to level `l` when the highest bit in which
 //! its deadline differs from the wheel's current tick lies in bits `6l..6l+6`, and to slot `s` = those
-//! six bits of the deadline; so level 0 holds the current 64-tick block one tick per slot, level 1 the
-//! current 4096-tick block 64 ticks per slot, and so on. 11 × 6 bits cover the whole `u64` range, so **every deadline has a
-//! slot**: there is no span to overflow, no clamping and no "rounds" counter to re-check.
+//! six bits of the deadline; so level 0 holds the current 64-tick block one tick per slot, level 1
+//! the current 4096-tick block 64 ticks per slot, and so on. 11 × 6 bits cover the whole `u64`
+//! range, so **every deadline has a slot**: there is no span to overflow, no clamping and no
+//! "rounds" counter to re-check. A slot never starts after the deadlines of the timers in it.
 //!
-//! - Timer entries live in one `Vec`, linked into per-slot FIFO lists by `u32` index; freed entries
-//!   are reused, so arming allocates only when the number of live timers reaches a new high.
+//! - Timer entries live in one `Vec` and are reused when freed. A slot is a bucket of entry indices
+//!   kept in pooled 64-byte chunks of 15; an entry records its bucket position. Nothing is
+//!   allocated once the entry arena and chunk pool have reached their peak (about 32 + 4.3 bytes per
+//!   timer for an 8-byte payload); [`TimerWheel::with_capacity`] reserves both up front.
 //! - [`arm`](TimerWheel::arm), [`rearm`](TimerWheel::rearm) and [`cancel`](TimerWheel::cancel) are
-//!   O(1): a few index writes plus one occupancy-bit update.
+//!   O(1): removal moves the bucket's last index into the hole. Moving a deadline *later* is lazy:
+//!   only the entry's deadline changes, and the timer is re-filed when its old slot comes up.
 //! - The expiry pass ([`TimerWheel::advance`]) finds the next non-empty slot with one `u64` bitmap
 //!   per level (`trailing_zeros`), so its cost does not depend on how many ticks elapsed: a stall of
-//!   a million ticks costs the same as one tick if nothing is due in between. Reaching a level-`l`
-//!   slot *cascades* its timers one level or more down, or into the due list once their tick has
-//!   come. A timer armed `d` ticks ahead is relinked at most ⌊log64 d⌋ + 2 times in all, each O(1)
-//!   (30 s at 1 ms ticks: at most 4).
-//! - Timers fire in deadline order; equal deadlines fire in the order they were (re)armed.
+//!   a million ticks costs the same as one tick if nothing is due in between. Reaching a slot
+//!   *cascades* its timers one level or more down, or into the due bucket once their tick has come.
+//!   A timer armed `d` ticks ahead is re-filed at most ⌊log64 d⌋ + 2 times, each O(1) (30 s at 1 ms
+//!   ticks: at most 4), plus once for each slot it was lazily moved later out of.
+//! - Timers fire in deadline order, each exactly at its deadline tick; timers due at the same tick
+//!   come out in an unspecified but deterministic order.
 //!
 //! # Keys
 //!
@@ -31,6 +36,7 @@
 //! generation is 32 bits; it would take 2³² reuses of one entry to alias). `Option<TimerKey>` is 8
 //! bytes.
 
+mod buckets;
 mod store;
 #[cfg(test)]
 mod tests;

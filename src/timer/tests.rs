@@ -28,6 +28,19 @@ fn fire<T: Copy>(wheel: &mut TimerWheel<T>, now: u64) -> Vec<T> {
     out
 }
 
+/// Sorts `fired` after checking that it is in deadline order (`deadline_of`); timers due at the same
+/// tick may come out in any order.
+fn sorted_by_deadline<T: Copy + Ord>(mut fired: Vec<T>, deadline_of: impl Fn(T) -> u64) -> Vec<T> {
+    for pair in fired.windows(2) {
+        assert!(
+            deadline_of(pair[0]) <= deadline_of(pair[1]),
+            "fired out of deadline order"
+        );
+    }
+    fired.sort_unstable();
+    fired
+}
+
 /// Advances one tick at a time from `wheel.now() + 1` to `end`, checking that every timer fires at
 /// exactly its deadline (`deadline_of(payload)`), and returns all payloads in firing order.
 fn fire_tick_by_tick<T: Copy>(wheel: &mut TimerWheel<T>, end: u64, deadline_of: impl Fn(T) -> u64) -> Vec<T> {
@@ -66,7 +79,7 @@ fn fires_in_deadline_order_across_levels() {
 }
 
 #[test]
-fn same_tick_batch_fires_together_in_arm_order() {
+fn same_tick_batch_fires_together() {
     let mut wheel = TimerWheel::new(0);
     for id in 0..5 {
         wheel.arm(100, id);
@@ -75,15 +88,15 @@ fn same_tick_batch_fires_together_in_arm_order() {
     wheel.arm(101, 101);
     assert_eq!(fire(&mut wheel, 98), Vec::<u32>::new());
     assert_eq!(fire(&mut wheel, 99), [99]);
-    assert_eq!(fire(&mut wheel, 100), [0, 1, 2, 3, 4]);
+    assert_eq!(sorted_by_deadline(fire(&mut wheel, 100), |_| 100), [0, 1, 2, 3, 4]);
     assert_eq!(wheel.len(), 1);
     assert_eq!(fire(&mut wheel, 101), [101]);
 }
 
 #[test]
-fn equal_deadlines_armed_at_different_times_fire_in_arm_order() {
+fn equal_deadlines_armed_at_different_levels_fire_together() {
     // The first timer sits two levels up and cascades; the later ones are armed closer to the
-    // deadline, at lower levels. Arm order must still decide.
+    // deadline, at lower levels.
     let mut wheel = TimerWheel::new(0);
     let deadline = 3 * 4_096 + 100;
     wheel.arm(deadline, 0);
@@ -91,7 +104,11 @@ fn equal_deadlines_armed_at_different_times_fire_in_arm_order() {
         assert_eq!(fire(&mut wheel, now), Vec::<u32>::new());
         wheel.arm(deadline, id);
     }
-    assert_eq!(fire(&mut wheel, deadline), [0, 1, 2, 3]);
+    assert_eq!(fire(&mut wheel, deadline - 1), Vec::<u32>::new());
+    assert_eq!(
+        sorted_by_deadline(fire(&mut wheel, deadline), |_| deadline),
+        [0, 1, 2, 3]
+    );
 }
 
 #[test]
@@ -141,7 +158,42 @@ fn past_deadline_fires_at_next_pass() {
     let key = wheel.arm(900, 2);
     assert!(wheel.rearm(key, 500));
     assert_eq!(wheel.next_wake(), Some(500));
-    assert_eq!(fire(&mut wheel, 500), [1, 2]);
+    assert_eq!(sorted_by_deadline(fire(&mut wheel, 500), |_| 500), [1, 2]);
+}
+
+#[test]
+fn rearm_later_in_place_fires_at_the_final_deadline() {
+    let mut wheel = TimerWheel::new(0);
+    let near = wheel.arm(10, "near");
+    let far = wheel.arm(5_000, "far");
+    // Pushed back repeatedly, like an idle timeout refreshed by traffic, across level boundaries.
+    for deadline in [20, 63, 64, 4_096, 100_000, 100_001] {
+        assert!(wheel.rearm(near, deadline));
+        assert_eq!(wheel.deadline(near), Some(deadline));
+    }
+    assert!(wheel.next_wake().is_some_and(|wake| wake <= 5_000));
+    assert_eq!(fire(&mut wheel, 5_000), ["far"]);
+    assert!(!wheel.rearm(far, 99_999), "fired");
+    wheel.arm(99_999, "far");
+    assert!(wheel.rearm(near, 200_000), "later again");
+    assert!(
+        wheel.rearm(near, 100_002),
+        "then earlier than the slot it was re-filed in"
+    );
+    assert_eq!(fire(&mut wheel, 99_998), Vec::<&str>::new());
+    assert_eq!(fire(&mut wheel, 99_999), ["far"]);
+    assert_eq!(fire(&mut wheel, 100_001), Vec::<&str>::new());
+    assert_eq!(fire(&mut wheel, 100_002), ["near"]);
+}
+
+#[test]
+fn rearm_of_a_due_timer_to_the_future_takes_it_out_of_the_due_batch() {
+    let mut wheel = TimerWheel::new(100);
+    let key = wheel.arm(50, 1);
+    assert!(wheel.rearm(key, 90), "still past: stays due");
+    assert!(wheel.rearm(key, 150));
+    assert_eq!(fire(&mut wheel, 149), Vec::<u8>::new());
+    assert_eq!(fire(&mut wheel, 150), [1]);
 }
 
 #[test]
@@ -205,8 +257,11 @@ fn one_pass_after_a_stall_fires_everything_in_order() {
         wheel.arm(deadline, (deadline, id));
     }
     let late = wheel.arm(5_000_000, (5_000_000, u32::MAX));
-    expected.sort_by_key(|&(deadline, _)| deadline); // stable: arm order within a tick
-    assert_eq!(fire(&mut wheel, 1_001_000), expected);
+    expected.sort_unstable();
+    assert_eq!(
+        sorted_by_deadline(fire(&mut wheel, 1_001_000), |(deadline, _)| deadline),
+        expected
+    );
     assert_eq!(wheel.now(), 1_001_000);
     assert_eq!(wheel.len(), 1);
     assert!(wheel.is_armed(late));
@@ -314,27 +369,23 @@ struct Model {
     key: TimerKey,
     /// Deadline, raised to the wheel time at arming for deadlines already past.
     due: u64,
-    /// Global (re)arm sequence number: the tie-break among equal deadlines.
-    seq: u64,
 }
 
 proptest! {
     /// Random arm/rearm/cancel/advance sequences against a sorted-list model: every pass must hand
-    /// out exactly the due timers, ordered by deadline then (re)arm order.
+    /// out exactly the due timers, in deadline order.
     #[test]
     fn matches_reference_model(start in any::<u32>(), ops in prop::collection::vec(op(), 1..300)) {
         let mut wheel = TimerWheel::new(u64::from(start));
         let mut armed: Vec<Model> = Vec::new();
         let mut keys: Vec<TimerKey> = Vec::new();
-        let mut seq = 0;
         for op in ops {
             let now = wheel.now();
-            seq += 1;
             match op {
                 Op::Arm(delta) => {
                     let deadline = now.saturating_add(delta);
                     let key = wheel.arm(deadline, keys.len());
-                    armed.push(Model { id: keys.len(), key, due: deadline, seq });
+                    armed.push(Model { id: keys.len(), key, due: deadline.max(now) });
                     keys.push(key);
                 }
                 Op::Rearm(n, delta) if !keys.is_empty() => {
@@ -343,7 +394,7 @@ proptest! {
                     let model = armed.iter_mut().find(|m| m.key == key);
                     prop_assert_eq!(wheel.rearm(key, deadline), model.is_some());
                     if let Some(model) = model {
-                        (model.due, model.seq) = (deadline, seq);
+                        model.due = deadline.max(now);
                         prop_assert_eq!(wheel.deadline(key), Some(deadline));
                     }
                 }
@@ -355,10 +406,12 @@ proptest! {
                 }
                 Op::Advance(delta) => {
                     let target = now.saturating_add(delta);
-                    armed.sort_by_key(|m| (m.due.max(now), m.seq));
+                    armed.sort_by_key(|m| (m.due, m.id));
                     let split = armed.partition_point(|m| m.due <= target);
-                    let expected: Vec<usize> = armed.drain(..split).map(|m| m.id).collect();
-                    prop_assert_eq!(fire(&mut wheel, target), expected);
+                    let expected: Vec<(u64, usize)> = armed.drain(..split).map(|m| (m.due, m.id)).collect();
+                    let due_of: std::collections::HashMap<usize, u64> = expected.iter().map(|&(due, id)| (id, due)).collect();
+                    let fired: Vec<(u64, usize)> = fire(&mut wheel, target).into_iter().map(|id| (due_of.get(&id).copied().unwrap_or(u64::MAX), id)).collect();
+                    prop_assert_eq!(sorted_by_deadline(fired, |(due, _)| due), expected);
                     prop_assert_eq!(wheel.now(), target);
                     if let Some(first) = armed.iter().map(|m| m.due).min() {
                         prop_assert!(wheel.next_wake().is_some_and(|w| w > target && w <= first));

@@ -1,0 +1,150 @@
+//! The handshake task of an accepted socket: read the request head, answer plain HTTP through
+//! the router or validate the upgrade, then hand the socket to its long-lived connection task.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::conn::run_connection;
+use super::core::CoreCtx;
+use super::socket::{linger_close, write_all};
+use super::sys::{recv_nonblocking, ReadOutcome};
+use super::LimitHit;
+use crate::handler::{ConnMeta, Handler};
+use crate::metrics::Counter;
+use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
+
+/// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
+pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, peer: SocketAddr) {
+    let accepted_at = Instant::now();
+    let fd = stream.as_raw_fd();
+    let _ = stream.set_nodelay(true);
+    let (request, mut buffer) = match read_request(&core, &stream, fd).await {
+        Ok(found) => found,
+        Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error).await,
+        Err(HeadFailure::Timeout) => {
+            core.counters().inc(Counter::HandshakeTimeouts);
+            tracing::info!(event = "handshake_timeout", core = core.index, peer = %peer, "no complete upgrade request in time");
+            return;
+        }
+        Err(HeadFailure::Aborted) => {
+            core.counters().inc(Counter::HandshakeAborted);
+            return;
+        }
+    };
+    if !request.wants_websocket() {
+        core.counters().inc(Counter::HttpRequests);
+        let response = core.shared.router.respond(&request, &core.shared.config);
+        if write_all(&stream, fd, &response).await.is_ok() {
+            linger_close(&core, &stream, fd).await;
+        }
+        return;
+    }
+    let config = &core.shared.config;
+    let upgrade = match admit(&core, &request, peer) {
+        Ok(upgrade) => upgrade,
+        Err(error) => return reject(&core, &stream, fd, peer, &error).await,
+    };
+    if write_all(&stream, fd, &upgrade_response(&upgrade)).await.is_err() {
+        core.shared.close_connection(peer.ip());
+        core.counters().inc(Counter::HandshakeAborted);
+        return;
+    }
+    let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
+    let id = core.conns.insert(fd, core.now_tick());
+    core.arm_liveness(id);
+    core.counters().inc(Counter::Upgrades);
+    core.counters().set_open_connections(core.conns.len());
+    let opened_at = Instant::now();
+    tracing::info!(
+        event = "open", conn = %id, core = core.index, peer = %peer, path = meta.path(),
+        protocol = meta.protocol().unwrap_or(""),
+        handshake_us = opened_at.duration_since(accepted_at).as_micros() as u64,
+    );
+    // The request and its buffer die with this task; the connection task keeps only the early
+    // frames (usually none) until it has fed them to the session.
+    let early = buffer.split_off(request.head_len);
+    monoio::spawn(run_connection(core.clone(), id, meta, stream, early, opened_at));
+}
+
+/// Decides an upgrade: path, RFC 6455 rules, shutdown, and the connection limits.
+fn admit<H>(
+    core: &CoreCtx<H>,
+    request: &Request,
+    peer: SocketAddr,
+) -> Result<crate::proto::handshake::Upgrade, HttpError> {
+    let config = &core.shared.config;
+    if !config.accepts_ws_path(&request.path) {
+        return Err(HttpError::new(404, "no WebSocket endpoint at this path"));
+    }
+    let upgrade = validate_upgrade(request, &config.subprotocols)?;
+    if core.shutdown.is_fired() {
+        return Err(HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"));
+    }
+    match core.shared.try_open_connection(peer.ip()) {
+        Ok(()) => Ok(upgrade),
+        Err(LimitHit::Total) => Err(HttpError::new(503, "connection limit reached").with_header("Retry-After", "1")),
+        Err(LimitHit::PerIp) => {
+            Err(HttpError::new(429, "too many connections from this address").with_header("Retry-After", "1"))
+        }
+    }
+}
+
+/// Why the upgrade request could not be read.
+enum HeadFailure {
+    Http(HttpError),
+    Timeout,
+    Aborted,
+}
+
+/// Reads until a full request head has arrived; returns it with the buffer (early frames included).
+async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Result<(Request, Vec<u8>), HeadFailure> {
+    let max_head = core.shared.config.max_request_head;
+    let read = async {
+        let mut head = Vec::new();
+        loop {
+            stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?;
+            let outcome = core.with_scratch(|scratch| {
+                let outcome = recv_nonblocking(fd, scratch);
+                if let Ok(ReadOutcome::Data(n)) = outcome {
+                    head.extend_from_slice(&scratch[..n]);
+                }
+                outcome
+            });
+            match outcome {
+                Ok(ReadOutcome::Data(_)) => {}
+                Ok(ReadOutcome::WouldBlock) => continue,
+                Ok(ReadOutcome::Eof) | Err(_) => return Err(HeadFailure::Aborted),
+            }
+            if let Some(request) = parse_request(&head, max_head).map_err(HeadFailure::Http)? {
+                return Ok((request, head));
+            }
+        }
+    };
+    monoio::time::timeout(core.shared.config.handshake_timeout, read)
+        .await
+        .map_err(|_| HeadFailure::Timeout)?
+}
+
+/// Answers a bad request with its status and a one-line reason, counts it, logs it, closes.
+async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: SocketAddr, error: &HttpError) {
+    core.counters().inc(Counter::for_rejection(error.status));
+    tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = error.reason);
+    if write_all(stream, fd, &error.to_response()).await.is_ok() {
+        linger_close(core, stream, fd).await;
+    }
+}
+
+fn connection_meta(request: &Request, peer: SocketAddr, protocol: Option<String>, keep: &[String]) -> ConnMeta {
+    let headers = keep
+        .iter()
+        .filter_map(|name| {
+            let value = request.header(name)?;
+            Some((name.to_ascii_lowercase(), String::from_utf8_lossy(value).into_owned()))
+        })
+        .collect();
+    ConnMeta::new(peer, &request.path, request.query.as_deref(), protocol, headers)
+}
