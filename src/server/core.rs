@@ -220,9 +220,9 @@ async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
 }
 
 async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
+    let mut stop = pin!(core.shutdown.wait());
     loop {
         let mut accept = pin!(listener.accept());
-        let mut stop = pin!(core.shutdown.wait());
         let accepted = poll_fn(|cx| {
             if stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(None);

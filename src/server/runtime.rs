@@ -14,6 +14,30 @@ use crate::handler::Handler;
 /// io_uring submission queue entries per core.
 const URING_ENTRIES: u32 = 4096;
 
+/// The io_uring setup flags: cooperative task running, so the kernel never interrupts a busy
+/// core (an IPI per completion, very costly in VMs) just to post completions; they are posted
+/// at the core's next syscall or wait instead. Kernels before 5.19 reject the flag, and the
+/// ring is then set up without it.
+fn uring_builder(cooperative: bool) -> io_uring::Builder {
+    let mut builder = io_uring::IoUring::builder();
+    if cooperative {
+        builder.setup_coop_taskrun().setup_taskrun_flag();
+    }
+    builder
+}
+
+/// Builds an io_uring runtime, with cooperative task running where the kernel supports it.
+fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+    let build = |cooperative| {
+        RuntimeBuilder::<IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .uring_builder(uring_builder(cooperative))
+            .enable_timer()
+            .build()
+    };
+    build(true).or_else(|_| build(false))
+}
+
 /// The driver the cores actually run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoDriver {
@@ -39,10 +63,7 @@ pub fn choose_driver(mode: IoMode) -> Result<IoDriver, ServerError> {
     if mode == IoMode::Epoll {
         return Ok(IoDriver::Epoll);
     }
-    match RuntimeBuilder::<IoUringDriver>::new()
-        .with_entries(URING_ENTRIES)
-        .build()
-    {
+    match build_uring_runtime() {
         Ok(_) => Ok(IoDriver::IoUring),
         Err(error) if mode == IoMode::Auto => {
             tracing::warn!(event = "io_fallback", %error, "io_uring is unavailable; falling back to the epoll driver");
@@ -83,12 +104,7 @@ pub fn run_core_thread<H: Handler>(
     };
     let runtime_error = |source| ServerError::Runtime { core: index, source };
     match driver {
-        IoDriver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build()
-            .map_err(runtime_error)?
-            .block_on(serve),
+        IoDriver::IoUring => build_uring_runtime().map_err(runtime_error)?.block_on(serve),
         IoDriver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
             .build()
