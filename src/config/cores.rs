@@ -32,7 +32,7 @@ impl FromStr for CoreSelection {
         if !text.contains([',', '-']) {
             return match text.parse::<usize>() {
                 Ok(0) | Err(_) => Err(CoreSelectionError(format!(
-                    "invalid cores {text:?}: use \"all\", a count such as 2, or a list such as 0,2-3"
+                    "invalid cores {text:?}: use \"all\", a count such as 2, or a list such as 0,2-3 (core 0 alone: 0-0)"
                 ))),
                 Ok(n) => Ok(CoreSelection::Count(n)),
             };
@@ -76,12 +76,21 @@ impl CoreSelection {
                 "{n} cores requested but only {} are available ({allowed:?})",
                 allowed.len()
             ))),
-            CoreSelection::List(ids) => match ids.iter().find(|id| !allowed.contains(id)) {
-                Some(id) => Err(CoreSelectionError(format!(
-                    "core {id} is not available (allowed: {allowed:?})"
-                ))),
-                None => Ok(ids.clone()),
-            },
+            CoreSelection::List(ids) => {
+                if let Some(id) = ids.iter().find(|id| !allowed.contains(id)) {
+                    return Err(CoreSelectionError(format!(
+                        "core {id} is not available (allowed: {allowed:?})"
+                    )));
+                }
+                if let Some(id) = ids
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, id)| ids[..i].contains(id).then_some(id))
+                {
+                    return Err(CoreSelectionError(format!("core {id} is listed twice")));
+                }
+                Ok(ids.clone())
+            }
         }
     }
 }
@@ -101,5 +110,7 @@ mod tests {
         assert!(CoreSelection::Count(3).resolve(&[0, 1]).is_err());
         assert!(CoreSelection::List(vec![7]).resolve(&[0, 1]).is_err());
         assert_eq!(CoreSelection::All.resolve(&[0, 1]), Ok(vec![0, 1]));
+        assert_eq!("0-0".parse::<CoreSelection>().unwrap().resolve(&[0, 1]), Ok(vec![0]));
+        assert!("0,0".parse::<CoreSelection>().unwrap().resolve(&[0, 1]).is_err());
     }
 }

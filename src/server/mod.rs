@@ -29,7 +29,7 @@ use crate::metrics::{PrometheusExport, Registry};
 use crate::proto::handshake::Request;
 use router::{Response, Router};
 
-pub use runtime::IoDriver;
+pub use runtime::{build_uring_runtime, IoDriver};
 
 /// State shared by all cores (read-mostly; touched on connect and close, never per message).
 pub(crate) struct Shared {

@@ -26,8 +26,10 @@ fn uring_builder(cooperative: bool) -> io_uring::Builder {
     builder
 }
 
-/// Builds an io_uring runtime, with cooperative task running where the kernel supports it.
-fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
+/// Builds a monoio io_uring runtime (with its timer) as ringcast's cores use it: 4096 entries,
+/// cooperative task running where the kernel supports it. The bundled load generator uses it
+/// too, so both ends of a benchmark run on identically configured rings.
+pub fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::TimeDriver<IoUringDriver>>> {
     let build = |cooperative| {
         RuntimeBuilder::<IoUringDriver>::new()
             .with_entries(URING_ENTRIES)

@@ -1,0 +1,257 @@
+//! Command-line interface. Other tools script against these flag names: keep them stable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::target::{IpList, PortList};
+
+/// Thread-per-core WebSocket load generator for ringcast and any RFC 6455 server.
+#[derive(Debug, Parser)]
+#[command(name = "ringcast-loadgen", version, about, long_about = None)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// A scenario to run, or `compare` to put two earlier runs side by side.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open --conns connections (at --ramp-rate), hold them idle for --hold, close them.
+    Connect(ConnectArgs),
+    /// Keep --conns connections echoing --size byte messages, closed-loop or at a fixed --rate.
+    Echo(EchoArgs),
+    /// Run --conns loops of: connect, handshake, one echo, close handshake; report connections/s.
+    Churn(ChurnArgs),
+    /// Print two summary.json files side by side.
+    Compare(CompareArgs),
+}
+
+/// Flags shared by every scenario.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Server URL, ws://HOST:PORT/PATH.
+    #[arg(long)]
+    pub url: String,
+    /// Connections (connect, echo) or concurrent loops (churn).
+    #[arg(long, default_value_t = 100)]
+    pub conns: u64,
+    /// Use the first N allowed cores (default: all allowed cores).
+    #[arg(long, conflicts_with = "core_list")]
+    pub cores: Option<usize>,
+    /// Use exactly these cores, e.g. 1,2.
+    #[arg(long, value_delimiter = ',')]
+    pub core_list: Option<Vec<usize>>,
+    /// Worker processes; connections and cores are split between them and results merged.
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// Local source addresses to spread connections over, e.g. 127.0.0.1-127.0.0.200.
+    #[arg(long)]
+    pub source_addrs: Option<IpList>,
+    /// Destination ports to spread connections over (overrides the URL's port), e.g. 9001-9004.
+    #[arg(long)]
+    pub ports: Option<PortList>,
+    /// New connections per second while ramping up (0 = as fast as --max-pending allows).
+    #[arg(long, default_value_t = 0.0)]
+    pub ramp_rate: f64,
+    /// Most connection attempts in progress at once, per core.
+    #[arg(long, default_value_t = 256)]
+    pub max_pending: usize,
+    /// TCP connect timeout.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Timeout for the HTTP upgrade after the TCP connection is up.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+    /// Time for the final drain and close handshake (in churn: for each loop's echo and close).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+    /// Extra request header for the upgrade, "Name: value" (repeatable).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Server process to charge CPU time to (utime+stime over the measured window).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Directory for summary.json and HdrHistogram .hgrm percentile files.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// I/O driver: auto (io_uring, else epoll with one line on stderr), uring, or epoll.
+    #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
+    pub io: IoChoice,
+    /// Exit with status 1 when more than N errors happened.
+    #[arg(long, default_value_t = 0)]
+    pub max_errors: u64,
+    /// No live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the summary as JSON on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Internal: this process is worker N of a --procs run.
+    #[arg(long, hide = true, requires = "worker_count")]
+    pub worker_index: Option<usize>,
+    /// Internal: how many workers the --procs run has.
+    #[arg(long, hide = true, requires = "worker_index")]
+    pub worker_count: Option<usize>,
+}
+
+/// Which monoio driver to run the client cores on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IoChoice {
+    /// io_uring when the kernel allows it, else epoll.
+    Auto,
+    /// io_uring only; refuse to run without it.
+    Uring,
+    /// epoll (monoio's legacy driver).
+    Epoll,
+}
+
+/// Measurement window flags (echo, churn).
+#[derive(Debug, Clone, Args)]
+pub struct WindowArgs {
+    /// Measured duration.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured load before the window starts.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+}
+
+/// Message shape flags (echo, churn).
+#[derive(Debug, Clone, Args)]
+pub struct MessageArgs {
+    /// Payload bytes per message.
+    #[arg(long, default_value_t = 20)]
+    pub size: usize,
+    /// Send binary messages instead of text.
+    #[arg(long)]
+    pub binary: bool,
+}
+
+/// `connect` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How long to hold the connections idle once all are up.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub hold: Duration,
+}
+
+/// `echo` flags.
+#[derive(Debug, Clone, Args)]
+pub struct EchoArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+    /// Messages outstanding per connection (closed loop).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: u32,
+    /// Open loop: total messages per second over all connections; latency counts from each
+    /// message's intended send time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+}
+
+/// `churn` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub message: MessageArgs,
+}
+
+/// `compare` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The baseline summary.json.
+    pub a: PathBuf,
+    /// The summary.json to compare with it.
+    pub b: PathBuf,
+}
+
+/// Parses `500ms`, `10s`, `2m`, `1h`, `1.5s`; a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("bad duration unit {other:?} in {s:?} (use ms, s, m or h)")),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn the_documented_command_lines_parse() {
+        let cli = Cli::try_parse_from([
+            "ringcast-loadgen",
+            "echo",
+            "--url",
+            "ws://127.0.0.1:9001/",
+            "--conns",
+            "50",
+            "--in-flight",
+            "16",
+            "--rate",
+            "1000",
+            "--core-list",
+            "0,1",
+            "--source-addrs",
+            "127.0.0.1-127.0.0.4",
+            "--ports",
+            "9001-9002",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Echo(echo) = cli.command else {
+            panic!("not echo")
+        };
+        assert_eq!(echo.in_flight, 16);
+        assert_eq!(echo.common.core_list, Some(vec![0, 1]));
+        assert_eq!(echo.common.source_addrs.unwrap().0.len(), 4);
+        assert!(Cli::try_parse_from([
+            "ringcast-loadgen",
+            "connect",
+            "--url",
+            "ws://h/",
+            "--cores",
+            "1",
+            "--core-list",
+            "1"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["ringcast-loadgen", "compare", "a.json", "b.json"]).is_ok());
+    }
+}
