@@ -280,8 +280,8 @@ impl ConnState {
 
     fn notify(&mut self) {
         self.wake_pending = true;
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
+        if let Some(waker) = &self.waker {
+            waker.wake_by_ref();
         }
     }
 
@@ -405,7 +405,9 @@ impl Connections {
                 if std::mem::take(&mut c.wake_pending) {
                     return Poll::Ready(());
                 }
-                if !c.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                // Only the connection's own task waits here, so its waker is stored once and
+                // kept for the connection's life (no clone per wait).
+                if c.waker.is_none() {
                     c.waker = Some(cx.waker().clone());
                 }
                 Poll::Pending
