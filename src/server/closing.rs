@@ -1,17 +1,82 @@
-//! The closing phase of a connection: how the open phase ended, the close handshake that
-//! follows, and the record handed to `on_close` and the `close` log event.
+//! The closing phase of a connection, in a task of its own: how the open phase ended, the close
+//! handshake that follows, and the record handed to `on_close` and the `close` log event.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::time::Instant;
 
-use super::conn::{read_and_dispatch, ConnIo};
-use super::conn_state::{CloseInfo, ClosedBy, EngineClose};
+use monoio::net::TcpStream;
+
+use super::conn_state::{CloseInfo, ClosedBy, ConnId, ConnState, EngineClose, OpenParts};
+use super::core::CoreCtx;
+use super::dispatch::{read_available, ReadResult};
 use super::outbound::Flush;
 use super::socket::{discard_pending, linger_close};
-use crate::handler::Handler;
+use crate::handler::{Context, Handler};
 use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
-use crate::proto::session::{ProtocolError, Session};
+use crate::proto::session::ProtocolError;
+
+/// What the closing task works with.
+struct ConnIo<'a, H> {
+    core: &'a CoreCtx<H>,
+    id: ConnId,
+    stream: &'a TcpStream,
+    fd: RawFd,
+}
+
+impl<H> ConnIo<'_, H> {
+    /// Runs `f` on this connection's slab state, which lives until the closing task ends.
+    fn state<R>(&self, f: impl FnOnce(&mut ConnState) -> R) -> R {
+        self.core
+            .conns
+            .with(self.id, f)
+            .expect("a connection's state lives until its closing task ends")
+    }
+}
+
+/// The closing task: runs the close handshake, frees the connection's slot and limits, and
+/// calls `on_close`.
+pub(crate) async fn run_closing<H: Handler>(
+    core: Rc<CoreCtx<H>>,
+    id: ConnId,
+    stream: io::Result<TcpStream>,
+    mut parts: Box<OpenParts>,
+    mut ending: Ending,
+) {
+    let opened_at = core.conns.with(id, |c| c.opened_at).unwrap_or_else(Instant::now);
+    if let Err(error) = &stream {
+        tracing::warn!(event = "handoff_failed", conn = %id, core = core.index, %error);
+        ending = Ending::Transport(TransportError::Read);
+    }
+    let (closed_by, error) = classify(&core, id, &ending);
+    let mut timed_out = false;
+    if let (Ok(stream), false) = (&stream, matches!(ending, Ending::Transport(_))) {
+        let io = ConnIo {
+            core: &core,
+            id,
+            stream,
+            fd: stream.as_raw_fd(),
+        };
+        let close = Box::pin(closing_handshake(&io, &mut parts, &ending));
+        timed_out = monoio::time::timeout(core.shared.config.close_timeout, close)
+            .await
+            .is_err();
+    }
+    let info = record(&core, id, closed_by, error, timed_out, &mut parts, opened_at);
+    drop(stream);
+    core.forget(id);
+    core.shared.close_connection(parts.meta.peer().ip());
+    core.handler.borrow_mut().on_close(
+        &mut Context {
+            conns: &core.conns,
+            id,
+            meta: &parts.meta,
+        },
+        &info,
+    );
+}
 
 /// How the open phase of a WebSocket ended.
 pub(crate) enum Ending {
@@ -65,24 +130,12 @@ impl TransportError {
     }
 }
 
-/// What the peer told us in its close frame.
-#[derive(Default)]
-pub(crate) struct PeerClose {
-    pub code: Option<CloseCode>,
-    pub reason: String,
-}
-
-/// Classifies the ending, runs the close handshake (bounded by the close timeout), counts and
-/// logs the close, and returns what the close callback gets.
-pub(crate) async fn finish<H: Handler>(
-    io: &ConnIo<'_, H>,
-    ending: Ending,
-    session: &mut Session,
-    peer_close: &mut PeerClose,
-    opened_at: Instant,
-) -> CloseInfo {
-    let counters = io.core.counters();
-    let (closed_by, mut error) = match &ending {
+/// Classifies how the open phase ended, counts and logs it at once (a protocol violation is
+/// counted when it happens, not when the peer finally closes), and queues the close frame a
+/// violation calls for.
+fn classify<H>(core: &CoreCtx<H>, id: ConnId, ending: &Ending) -> (ClosedBy, Option<&'static str>) {
+    let counters = core.counters();
+    match ending {
         Ending::ClientClose => (ClosedBy::Client, None),
         Ending::ServerClose => (ClosedBy::Server, None),
         Ending::Engine(EngineClose::Heartbeat) => (ClosedBy::Heartbeat, Some("heartbeat_timeout")),
@@ -98,8 +151,8 @@ pub(crate) async fn finish<H: Handler>(
                 CloseCode::TOO_BIG => Counter::Close1009,
                 _ => Counter::Close1002,
             });
-            tracing::info!(event = "protocol_error", conn = %io.id, core = io.core.index, code = violation.code.0, reason = violation.reason);
-            io.state(|c| c.close(violation.code, violation.reason));
+            tracing::info!(event = "protocol_error", conn = %id, core = core.index, code = violation.code.0, reason = violation.reason);
+            core.conns.with(id, |c| c.close(violation.code, violation.reason));
             (ClosedBy::Error, Some("protocol_error"))
         }
         Ending::Transport(failure) => {
@@ -110,16 +163,23 @@ pub(crate) async fn finish<H: Handler>(
             }
             (ClosedBy::Error, Some(failure.as_str()))
         }
-    };
-    if !matches!(ending, Ending::Transport(_)) {
-        let close = closing_handshake(io, session, peer_close, &ending);
-        if monoio::time::timeout(io.core.shared.config.close_timeout, close)
-            .await
-            .is_err()
-        {
-            counters.inc(Counter::CloseTimeouts);
-            error = error.or(Some("close_timeout"));
-        }
+    }
+}
+
+/// Counts and logs the finished close and returns what the close callback gets.
+fn record<H>(
+    core: &CoreCtx<H>,
+    id: ConnId,
+    closed_by: ClosedBy,
+    mut error: Option<&'static str>,
+    close_timed_out: bool,
+    parts: &mut OpenParts,
+    opened_at: Instant,
+) -> CloseInfo {
+    let counters = core.counters();
+    if close_timed_out {
+        counters.inc(Counter::CloseTimeouts);
+        error = error.or(Some("close_timeout"));
     }
     counters.inc(match closed_by {
         ClosedBy::Client => Counter::ClosedByClient,
@@ -128,20 +188,20 @@ pub(crate) async fn finish<H: Handler>(
         ClosedBy::Error => Counter::ClosedByError,
         ClosedBy::Shutdown => Counter::ClosedByShutdown,
     });
-    let (sent, stats) = io.state(|c| (c.sent_close(), c.stats()));
+    let (sent, stats) = core.conns.with(id, |c| (c.sent_close(), c.stats())).unwrap_or_default();
     let (code_sent, reason_sent) = sent.map_or((None, String::new()), |(code, reason)| (Some(code), reason));
     let info = CloseInfo {
         closed_by,
         code_sent,
         reason_sent,
-        code_received: peer_close.code,
-        reason_received: std::mem::take(&mut peer_close.reason),
+        code_received: parts.peer_close.code,
+        reason_received: std::mem::take(&mut parts.peer_close.reason),
         error,
         duration: opened_at.elapsed(),
         stats,
     };
     tracing::info!(
-        event = "close", conn = %io.id, core = io.core.index, closed_by = info.closed_by.as_str(),
+        event = "close", conn = %id, core = core.index, closed_by = info.closed_by.as_str(),
         error = info.error.unwrap_or(""), code_sent = info.code_sent.map_or(0, |c| c.0),
         reason_sent = %info.reason_sent, code_received = info.code_received.map_or(0, |c| c.0),
         reason_received = %info.reason_received, duration_ms = info.duration.as_millis() as u64,
@@ -155,12 +215,7 @@ pub(crate) async fn finish<H: Handler>(
 /// more (the server closes TCP first); after a protocol violation, half-close and discard input
 /// until the peer closes; after our own close, keep decoding (dropping data) until the peer's
 /// close frame arrives.
-async fn closing_handshake<H: Handler>(
-    io: &ConnIo<'_, H>,
-    session: &mut Session,
-    peer_close: &mut PeerClose,
-    ending: &Ending,
-) {
+async fn closing_handshake<H: Handler>(io: &ConnIo<'_, H>, parts: &mut OpenParts, ending: &Ending) {
     loop {
         match io.state(|c| c.flush()) {
             Ok(Flush::Done) => break,
@@ -176,13 +231,13 @@ async fn closing_handshake<H: Handler>(
         }
         Ending::Violation(_) => linger_close(io.core, io.stream, io.fd).await,
         Ending::ServerClose | Ending::Engine(EngineClose::Shutdown | EngineClose::SlowConsumer) => {
-            while !session.close_received() {
+            while !parts.session.close_received() {
                 if io.stream.readable(false).await.is_err() {
                     return;
                 }
-                match read_and_dispatch(io, session, peer_close) {
-                    Ok(None) => {}
-                    Ok(Some(_)) | Err(_) => return,
+                match read_available(io.core, io.id, io.fd, parts) {
+                    ReadResult::Drained | ReadResult::Paused => {}
+                    ReadResult::Ended(_) | ReadResult::Violation(_) => return,
                 }
             }
         }

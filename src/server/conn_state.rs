@@ -6,16 +6,17 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use slab::Slab;
 
 use super::outbound::{Flush, Outbound};
 use super::sys::send_nonblocking;
-use crate::handler::{Message, SendError};
+use crate::handler::{ConnMeta, Message, SendError};
 use crate::proto::close::{close_payload, CloseCode};
 use crate::proto::frame::OpCode;
+use crate::proto::session::Session;
 use crate::timer::TimerKey;
 
 /// A connection's identity: its core, its slab key there, and a per-core generation so that a
@@ -36,6 +37,11 @@ impl ConnId {
     /// The slab key within its core.
     pub fn key(self) -> usize {
         self.key as usize
+    }
+
+    /// The per-core generation that tells reused slots apart.
+    pub(crate) fn generation(self) -> u64 {
+        self.generation
     }
 
     /// A process-wide unique number: core in the top 16 bits, generation below.
@@ -128,6 +134,23 @@ pub(crate) enum EngineClose {
 /// An empty ping, the heartbeat probe.
 const PING_FRAME: &[u8] = &[0x89, 0x00];
 
+/// What the peer told us in its close frame.
+#[derive(Debug, Default)]
+pub(crate) struct PeerClose {
+    pub code: Option<CloseCode>,
+    pub reason: String,
+}
+
+/// What only the code reading a connection needs: the decoder, the metadata handlers see, and
+/// the peer's close. Kept boxed in the slab entry and lent out while the connection is read, so
+/// that handlers called meanwhile can still reach the slab.
+#[derive(Debug)]
+pub(crate) struct OpenParts {
+    pub session: Session,
+    pub meta: ConnMeta,
+    pub peer_close: PeerClose,
+}
+
 /// The close frame we queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SentClose {
@@ -149,11 +172,20 @@ pub struct ConnState {
     /// The heartbeat/idle timer, while armed.
     pub(crate) timer: Option<TimerKey>,
     fd: RawFd,
-    wake_pending: bool,
+    /// The socket may have unread bytes (an edge was seen and not yet read to the end).
+    pub(crate) read_ready: bool,
+    /// The last flush hit a full socket buffer; wait for writability before reading more.
+    pub(crate) write_blocked: bool,
+    /// The open phase is over; the closing task owns the socket now.
+    pub(crate) handed_off: bool,
+    needs_service: bool,
+    listed: bool,
     engine_close: Option<EngineClose>,
     sent_close: Option<Box<SentClose>>,
     outbound: Option<Box<Outbound>>,
-    waker: Option<Waker>,
+    /// Lent out while the connection is being read; `None` after the hand-off.
+    pub(crate) parts: Option<Box<OpenParts>>,
+    pub(crate) opened_at: Instant,
 }
 
 impl ConnState {
@@ -268,21 +300,18 @@ impl ConnState {
         result
     }
 
-    /// Clears the pending signal; the I/O task calls this after it has flushed and looked at
-    /// the close state, just before it waits.
-    pub(crate) fn clear_wake(&mut self) {
-        self.wake_pending = false;
+    /// The socket descriptor.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
     }
 
     fn queue(&mut self) -> &mut Outbound {
         self.outbound.get_or_insert_with(Box::default)
     }
 
+    /// Asks the core's reactor to service this connection (flush, close) soon.
     fn notify(&mut self) {
-        self.wake_pending = true;
-        if let Some(waker) = &self.waker {
-            waker.wake_by_ref();
-        }
+        self.needs_service = true;
     }
 
     fn count_out(&mut self, len: usize) {
@@ -314,6 +343,9 @@ pub struct Connections {
     max_queued_bytes: usize,
     slab: RefCell<Slab<ConnState>>,
     next_generation: Cell<u64>,
+    /// Connections that asked for service since the reactor last looked.
+    pending: RefCell<Vec<ConnId>>,
+    reactor: RefCell<Option<Waker>>,
 }
 
 impl Connections {
@@ -325,11 +357,13 @@ impl Connections {
             max_queued_bytes,
             slab: RefCell::new(Slab::with_capacity(expected)),
             next_generation: Cell::new(1),
+            pending: RefCell::new(Vec::new()),
+            reactor: RefCell::new(None),
         }
     }
 
-    /// Registers a new connection on socket `fd`.
-    pub fn insert(&self, fd: RawFd, now_tick: u64) -> ConnId {
+    /// Registers a new connection on socket `fd` (owned by the engine from here on).
+    pub(crate) fn insert(&self, fd: RawFd, now_tick: u64, parts: Box<OpenParts>) -> ConnId {
         let mut slab = self.slab.borrow_mut();
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
@@ -345,11 +379,16 @@ impl Connections {
             last_rx_tick: now_tick,
             timer: None,
             fd,
-            wake_pending: false,
+            read_ready: false,
+            write_blocked: false,
+            handed_off: false,
+            needs_service: false,
+            listed: false,
             engine_close: None,
             sent_close: None,
             outbound: None,
-            waker: None,
+            parts: Some(parts),
+            opened_at: Instant::now(),
         });
         id
     }
@@ -367,7 +406,46 @@ impl Connections {
     /// borrowed for the duration of `f`: never call back into handlers from inside it.
     pub fn with<R>(&self, id: ConnId, f: impl FnOnce(&mut ConnState) -> R) -> Option<R> {
         let mut slab = self.slab.borrow_mut();
-        slab.get_mut(id.key()).filter(|c| c.id == id).map(f)
+        let state = slab.get_mut(id.key()).filter(|c| c.id == id)?;
+        let result = f(state);
+        if std::mem::take(&mut state.needs_service) && !std::mem::replace(&mut state.listed, true) {
+            self.pending.borrow_mut().push(id);
+            if let Some(reactor) = self.reactor.borrow().as_ref() {
+                reactor.wake_by_ref();
+            }
+        }
+        Some(result)
+    }
+
+    /// The connection registered under an epoll token, if it is still the same connection.
+    pub(crate) fn by_token(&self, token: u64) -> Option<ConnId> {
+        let slab = self.slab.borrow();
+        let state = slab.get((token >> 32) as usize)?;
+        (state.id.generation as u32 == token as u32).then_some(state.id)
+    }
+
+    /// Takes the connections that asked for service; each may ask again from then on.
+    pub(crate) fn take_pending(&self, into: &mut Vec<ConnId>) {
+        std::mem::swap(&mut *self.pending.borrow_mut(), into);
+        for &id in into.iter() {
+            if let Some(state) = self.slab.borrow_mut().get_mut(id.key()).filter(|c| c.id == id) {
+                state.listed = false;
+            }
+        }
+    }
+
+    /// Resolves when some connection asked for service (registering the reactor's waker).
+    pub(crate) fn service_requested(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            if !self.pending.borrow().is_empty() {
+                return Poll::Ready(());
+            }
+            let mut reactor = self.reactor.borrow_mut();
+            if reactor.is_none() {
+                *reactor = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 
     /// Queues a data message to a connection.
@@ -396,37 +474,28 @@ impl Connections {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Resolves when a handler queued something for `id` or asked to close it since the last
-    /// `clear_wake` (or at once if the connection is gone).
-    pub(crate) fn woken(&self, id: ConnId) -> impl Future<Output = ()> + '_ {
-        poll_fn(move |cx| {
-            self.with(id, |c| {
-                if std::mem::take(&mut c.wake_pending) {
-                    return Poll::Ready(());
-                }
-                // Only the connection's own task waits here, so its waker is stored once and
-                // kept for the connection's life (no clone per wait).
-                if c.waker.is_none() {
-                    c.waker = Some(cx.waker().clone());
-                }
-                Poll::Pending
-            })
-            .unwrap_or(Poll::Ready(()))
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::session::Role;
+
+    fn parts() -> Box<OpenParts> {
+        let meta = ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new());
+        Box::new(OpenParts {
+            session: Session::new(Role::Server, 1024),
+            meta,
+            peer_close: PeerClose::default(),
+        })
+    }
 
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
         let conns = Connections::new(3, 1024, 0);
-        let first = conns.insert(-1, 0);
+        let first = conns.insert(-1, 0, parts());
         conns.remove(first).unwrap();
-        let second = conns.insert(-1, 0);
+        let second = conns.insert(-1, 0, parts());
         assert_eq!(first.key(), second.key());
         assert_ne!(first, second);
         assert!(conns.with(first, |_| ()).is_none());
@@ -442,7 +511,7 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
         let conns = Connections::new(0, 64, 0);
-        let id = conns.insert(-1, 0);
+        let id = conns.insert(-1, 0, parts());
         conns.send_message(id, Message::Binary(&[0; 40])).unwrap();
         assert_eq!(
             conns.send_message(id, Message::Binary(&[0; 40])),
@@ -461,7 +530,7 @@ mod tests {
     #[test]
     fn nothing_is_queued_after_close() {
         let conns = Connections::new(0, 1024, 0);
-        let id = conns.insert(-1, 0);
+        let id = conns.insert(-1, 0, parts());
         conns.send_message(id, Message::Text("a")).unwrap();
         conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
         assert_eq!(conns.send_message(id, Message::Text("b")), Err(SendError::Closed(id)));
@@ -475,14 +544,33 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_asks_the_reactor_once_until_serviced() {
+        let conns = Connections::new(0, 1024, 0);
+        let id = conns.insert(-1, 0, parts());
+        conns.send_frame(id, Bytes::from_static(b"a")).unwrap();
+        conns.send_frame(id, Bytes::from_static(b"b")).unwrap();
+        let mut pending = Vec::new();
+        conns.take_pending(&mut pending);
+        assert_eq!(pending, vec![id], "listed once for two sends");
+        pending.clear();
+        conns.send_frame(id, Bytes::from_static(b"c")).unwrap();
+        conns.take_pending(&mut pending);
+        assert_eq!(pending, vec![id], "listed again after being taken");
+        let other = conns.insert(-1, 0, parts());
+        assert_eq!(conns.by_token(crate::server::reactor::token(other)), Some(other));
+        conns.remove(other);
+        assert_eq!(conns.by_token(crate::server::reactor::token(other)), None);
+    }
+
+    #[test]
     fn an_idle_connection_holds_no_queue() {
         let conns = Connections::new(0, 1024, 0);
-        let id = conns.insert(-1, 0);
+        let id = conns.insert(-1, 0, parts());
         assert!(conns
             .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())
             .unwrap());
         assert!(
-            std::mem::size_of::<ConnState>() <= 112,
+            std::mem::size_of::<ConnState>() <= 128,
             "ConnState grew to {}",
             std::mem::size_of::<ConnState>()
         );

@@ -1,6 +1,6 @@
 //! Per-core state and the per-core tasks: accept loops, the timer pass, and shutdown.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::rc::Rc;
@@ -12,6 +12,8 @@ use monoio::net::TcpListener;
 
 use super::conn_state::{ConnId, Connections, EngineClose};
 use super::latch::Latch;
+use super::poller::Poller;
+use super::reactor::run_reactor;
 use super::upgrade::serve;
 use super::Shared;
 use crate::handler::Handler;
@@ -36,6 +38,8 @@ pub(crate) struct CoreCtx<H> {
     pub shutdown: Latch,
     /// Fired when, during shutdown, the last connection has gone.
     drained: Latch,
+    /// The readiness set of open connections (created inside the runtime, by `run_core`).
+    poller: OnceCell<Poller>,
 }
 
 impl<H> CoreCtx<H> {
@@ -51,8 +55,16 @@ impl<H> CoreCtx<H> {
             now_tick: Cell::new(0),
             shutdown: Latch::default(),
             drained: Latch::default(),
+            poller: OnceCell::new(),
             shared,
         }
+    }
+
+    /// The readiness set of this core's open connections.
+    pub fn poller(&self) -> &Poller {
+        self.poller
+            .get()
+            .expect("run_core creates the poller before any connection opens")
     }
 
     /// This core's counters.
@@ -167,7 +179,11 @@ fn expected_per_core(shared: &Shared) -> usize {
 }
 
 /// Runs one core until shutdown: accept loops, the timer pass, then the drain.
-pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<TcpListener>) {
+pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<TcpListener>) -> std::io::Result<()> {
+    if core.poller.set(Poller::new()?).is_err() {
+        unreachable!("run_core runs once per core");
+    }
+    let _reactor = monoio::spawn(run_reactor(core.clone()));
     let _timer_pass = monoio::spawn(timer_loop(core.clone()));
     let accepts: Vec<_> = listeners
         .into_iter()
@@ -199,6 +215,7 @@ pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<Tc
             "closing remaining connections"
         );
     }
+    Ok(())
 }
 
 /// One expiry pass per tick; also where a process-wide shutdown request is noticed.

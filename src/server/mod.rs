@@ -5,12 +5,14 @@
 //! core that accepted it.
 
 mod closing;
-mod conn;
 pub(crate) mod conn_state;
 mod core;
+mod dispatch;
 mod latch;
 mod listener;
 mod outbound;
+mod poller;
+mod reactor;
 pub mod router;
 mod runtime;
 mod socket;

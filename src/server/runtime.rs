@@ -101,8 +101,9 @@ pub fn run_core_thread<H: Handler>(
                     .map_err(|source| ServerError::Runtime { core: index, source })?,
             );
         }
-        run_core(core, bound).await;
-        Ok(())
+        run_core(core, bound)
+            .await
+            .map_err(|source| ServerError::Runtime { core: index, source })
     };
     let runtime_error = |source| ServerError::Runtime { core: index, source };
     match driver {

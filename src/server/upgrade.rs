@@ -2,20 +2,22 @@
 //! the router or validate the upgrade, then hand the socket to its long-lived connection task.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::conn::run_connection;
+use super::conn_state::{OpenParts, PeerClose};
 use super::core::CoreCtx;
+use super::reactor::open_connection;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
 use super::LimitHit;
 use crate::handler::{ConnMeta, Handler};
 use crate::metrics::Counter;
 use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
+use crate::proto::session::{Role, Session};
 
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
 pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, peer: SocketAddr) {
@@ -54,20 +56,32 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         return;
     }
     let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
-    let id = core.conns.insert(fd, core.now_tick());
+    let session = Session::new(Role::Server, config.max_message_size);
+    let handshake_us = accepted_at.elapsed().as_micros() as u64;
+    // From here the engine owns the socket: the core's reactor drives it while it is open.
+    let fd = stream.into_raw_fd();
+    let parts = Box::new(OpenParts {
+        session,
+        meta,
+        peer_close: PeerClose::default(),
+    });
+    let id = core.conns.insert(fd, core.now_tick(), parts);
     core.arm_liveness(id);
     core.counters().inc(Counter::Upgrades);
     core.counters().set_open_connections(core.conns.len());
-    let opened_at = Instant::now();
-    tracing::info!(
-        event = "open", conn = %id, core = core.index, peer = %peer, path = meta.path(),
-        protocol = meta.protocol().unwrap_or(""),
-        handshake_us = opened_at.duration_since(accepted_at).as_micros() as u64,
-    );
-    // The request and its buffer die with this task; the connection task keeps only the early
-    // frames (usually none) until it has fed them to the session.
+    core.conns.with(id, |c| {
+        let Some(meta) = c.parts.as_ref().map(|p| &p.meta) else {
+            return;
+        };
+        tracing::info!(
+            event = "open", conn = %id, core = core.index, peer = %peer, path = meta.path(),
+            protocol = meta.protocol().unwrap_or(""), handshake_us,
+        );
+    });
+    // Frames that came with the request are fed to the session before anything else is read.
     let early = buffer.split_off(request.head_len);
-    monoio::spawn(run_connection(core.clone(), id, meta, stream, early, opened_at));
+    drop((request, buffer));
+    open_connection(&core, id, fd, early);
 }
 
 /// Decides an upgrade: path, RFC 6455 rules, shutdown, and the connection limits.
