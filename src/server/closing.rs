@@ -66,6 +66,44 @@ pub(crate) async fn run_closing<H: Handler>(
     }
     let info = record(&core, id, closed_by, error, timed_out, &mut parts, opened_at);
     drop(stream);
+    release(&core, id, &parts, &info);
+}
+
+/// Ends, on the spot, a connection whose close needs no waiting: the peer closed first (its
+/// close is answered and TCP closed), the peer is gone (heartbeat or idle timeout), or the
+/// socket failed. Gives the parts back when a closing task is needed after all: another kind
+/// of ending, or a close reply that does not fit in the socket buffer right now.
+pub(crate) fn close_without_waiting<H: Handler>(
+    core: &CoreCtx<H>,
+    id: ConnId,
+    fd: RawFd,
+    mut parts: Box<OpenParts>,
+    ending: Ending,
+) -> Option<(Box<OpenParts>, Ending)> {
+    let answer_and_close = matches!(
+        ending,
+        Ending::ClientClose | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle)
+    );
+    if !answer_and_close && !matches!(ending, Ending::Transport(_)) {
+        return Some((parts, ending));
+    }
+    if answer_and_close {
+        if let Some(Ok(Flush::Blocked)) = core.conns.with(id, |c| c.flush()) {
+            return Some((parts, ending));
+        }
+        discard_pending(core, fd);
+    }
+    // SAFETY: the connection owns `fd`; it has left the readiness set and nothing uses it after.
+    unsafe { libc::close(fd) };
+    let opened_at = core.conns.with(id, |c| c.opened_at).unwrap_or_else(Instant::now);
+    let (closed_by, error) = classify(core, id, &ending);
+    let info = record(core, id, closed_by, error, false, &mut parts, opened_at);
+    release(core, id, &parts, &info);
+    None
+}
+
+/// Frees the connection's slot, timer and limits, then tells the handler.
+fn release<H: Handler>(core: &CoreCtx<H>, id: ConnId, parts: &OpenParts, info: &CloseInfo) {
     core.forget(id);
     core.shared.close_connection(parts.meta.peer().ip());
     core.handler.borrow_mut().on_close(
@@ -74,7 +112,7 @@ pub(crate) async fn run_closing<H: Handler>(
             id,
             meta: &parts.meta,
         },
-        &info,
+        info,
     );
 }
 

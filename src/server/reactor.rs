@@ -12,7 +12,7 @@ use std::task::Poll;
 
 use monoio::net::TcpStream;
 
-use super::closing::{run_closing, Ending, TransportError};
+use super::closing::{close_without_waiting, run_closing, Ending, TransportError};
 use super::conn_state::{ConnId, ConnState};
 use super::core::CoreCtx;
 use super::dispatch::{dispatch, read_available, ReadResult};
@@ -168,8 +168,9 @@ fn next_step(c: &mut ConnState) -> Step {
     }
 }
 
-/// Ends the open phase: the socket leaves the readiness set and moves, with the decoder and
-/// metadata, into a closing task that runs the close handshake.
+/// Ends the open phase: the socket leaves the readiness set and is closed at once when nothing
+/// needs waiting for, or moves, with the decoder and metadata, into a closing task that runs
+/// the close handshake.
 fn hand_off<H: Handler>(core: &Rc<CoreCtx<H>>, id: ConnId, ending: Ending) {
     let Some((fd, Some(parts))) = core.conns.with(id, |c| {
         c.handed_off = true;
@@ -178,6 +179,9 @@ fn hand_off<H: Handler>(core: &Rc<CoreCtx<H>>, id: ConnId, ending: Ending) {
         return;
     };
     core.poller().deregister(fd);
+    let Some((parts, ending)) = close_without_waiting(core, id, fd, parts, ending) else {
+        return;
+    };
     // SAFETY: the connection owned `fd` exclusively during its open phase; ownership moves to
     // the stream here and nothing else uses the descriptor afterwards.
     let stream = TcpStream::from_std(unsafe { std::net::TcpStream::from_raw_fd(fd) });
