@@ -8,7 +8,7 @@
 #
 # Memory model (bytes; override with the environment variables of the same name). The defaults
 # come from tuning/measure-memory.sh (see tuning/README.md), rounded up; rerun it after server changes.
-#   SERVER_BYTES_PER_CONN    ringcast resident memory per idle connection (measured 1184)
+#   SERVER_BYTES_PER_CONN    ringcast resident memory per idle connection (measured 338)
 #   KERNEL_BYTES_PER_SOCKET  kernel slab per established TCP socket: tcp_sock, inode, file, dentry,
 #                            io_uring request (measured ~4.4-4.9 KiB: half the loopback figure)
 #   BUFFER_BYTES_PER_CONN    headroom for socket buffers while data is in flight (idle: 0; one page
@@ -16,7 +16,7 @@
 #   SERVER_BASE_BYTES, SERVER_BYTES_PER_CORE   fixed server memory
 set -uo pipefail
 
-SERVER_BYTES_PER_CONN=${SERVER_BYTES_PER_CONN:-1280}
+SERVER_BYTES_PER_CONN=${SERVER_BYTES_PER_CONN:-384}
 KERNEL_BYTES_PER_SOCKET=${KERNEL_BYTES_PER_SOCKET:-4608}
 BUFFER_BYTES_PER_CONN=${BUFFER_BYTES_PER_CONN:-4096}
 SERVER_BASE_BYTES=${SERVER_BASE_BYTES:-$((8 << 20))}
