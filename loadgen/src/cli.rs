@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use ringcast::config::{parse_duration, IoMode};
+
 use crate::target::{IpList, PortList};
 
 /// Thread-per-core WebSocket load generator for ringcast and any RFC 6455 server.
@@ -78,8 +80,8 @@ pub struct CommonArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// I/O driver: auto (io_uring, else epoll with one line on stderr), uring, or epoll.
-    #[arg(long, value_enum, default_value_t = IoChoice::Auto)]
-    pub io: IoChoice,
+    #[arg(long, value_enum, default_value_t = IoMode::Auto)]
+    pub io: IoMode,
     /// Exit with status 1 when more than N errors happened.
     #[arg(long, default_value_t = 0)]
     pub max_errors: u64,
@@ -95,17 +97,6 @@ pub struct CommonArgs {
     /// Internal: how many workers the --procs run has.
     #[arg(long, hide = true, requires = "worker_index")]
     pub worker_count: Option<usize>,
-}
-
-/// Which monoio driver to run the client cores on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum IoChoice {
-    /// io_uring when the kernel allows it, else epoll.
-    Auto,
-    /// io_uring only; refuse to run without it.
-    Uring,
-    /// epoll (monoio's legacy driver).
-    Epoll,
 }
 
 /// Measurement window flags (echo, churn).
@@ -178,40 +169,9 @@ pub struct CompareArgs {
     pub b: PathBuf,
 }
 
-/// Parses `500ms`, `10s`, `2m`, `1h`, `1.5s`; a bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" => 1e-6,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => return Err(format!("bad duration unit {other:?} in {s:?} (use ms, s, m or h)")),
-    };
-    let secs = value * scale;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("5 parsecs").is_err());
-        assert!(parse_duration("s").is_err());
-    }
 
     #[test]
     fn the_documented_command_lines_parse() {

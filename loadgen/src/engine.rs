@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use monoio::task::JoinHandle;
 
-use crate::cli::IoChoice;
 use crate::conn::{drive, establish, Link};
 use crate::local::Notify;
 use crate::plan::{Lane, Pacing, Plan, Scenario};
 use crate::rng::WyRand;
 use crate::stats::{CoreReport, CoreStats, Live};
+use ringcast::config::IoMode;
 
 /// How often the reaper looks for connections past their deadline.
 const REAP_EVERY: Duration = Duration::from_millis(50);
@@ -84,12 +84,12 @@ pub enum Driver {
 impl Driver {
     /// The driver for `choice`: io_uring when asked for and available, else epoll (said once
     /// on stderr under `auto`).
-    pub fn choose(choice: IoChoice) -> Result<Driver, String> {
+    pub fn choose(choice: IoMode) -> Result<Driver, String> {
         match (choice, monoio::utils::detect_uring()) {
-            (IoChoice::Epoll, _) => Ok(Driver::Legacy),
+            (IoMode::Epoll, _) => Ok(Driver::Legacy),
             (_, true) => Ok(Driver::IoUring),
-            (IoChoice::Uring, false) => Err("--io uring: io_uring is not available on this kernel".into()),
-            (IoChoice::Auto, false) => {
+            (IoMode::Uring, false) => Err("--io uring: io_uring is not available on this kernel".into()),
+            (IoMode::Auto, false) => {
                 say_fallback("io_uring is not available");
                 Ok(Driver::Legacy)
             }

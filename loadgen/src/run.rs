@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::IoChoice;
 use crate::cpu::{Mark, Span};
 use crate::engine::{self, Driver, Rendezvous, Timeline};
 use crate::plan::{Lane, Plan};
 use crate::progress::{ProgressMode, Snapshot, Ticker};
 use crate::stats::{CoreReport, Live};
+use ringcast::config::IoMode;
 
 /// Extra time allowed past every bound before the process gives up on a stuck core.
 const WATCHDOG_SLACK: Duration = Duration::from_secs(10);
@@ -52,7 +52,7 @@ pub struct ProcessOptions {
     /// How the go signal is given.
     pub start: Start,
     /// Driver choice.
-    pub io: IoChoice,
+    pub io: IoMode,
 }
 
 /// Runs `lanes` of `plan` in this process.

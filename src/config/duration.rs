@@ -4,26 +4,34 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// Parses "250ms", "10s", "2m" or "1h" (a bare number means seconds).
+/// Parses "250ms", "10s", "1.5s", "2m" or "1h" (also "us"); a bare number means seconds.
+/// Shared by the engine's configuration and the load generator's flags.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
+    let value: f64 = number
         .parse()
         .map_err(|_| format!("invalid duration {text:?}: expected e.g. 500ms, 10s, 2m"))?;
-    let millis = match unit.trim() {
-        "ms" => value,
-        "" | "s" => value * 1000,
-        "m" => value * 60_000,
-        "h" => value * 3_600_000,
+    let scale = match unit.trim() {
+        "us" => 1e-6,
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
         other => {
             return Err(format!(
                 "invalid duration unit {other:?} in {text:?}: use ms, s, m or h"
             ))
         }
     };
-    Ok(Duration::from_millis(millis))
+    let seconds = value * scale;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// serde adapter for `#[serde(with = "duration")]`.
@@ -43,6 +51,9 @@ mod tests {
         assert_eq!(parse("7"), Ok(Duration::from_secs(7)));
         assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("20us"), Ok(Duration::from_micros(20)));
+        assert!(parse("s").is_err());
         assert!(parse("ten seconds").is_err());
         assert!(parse("5d").is_err());
     }
