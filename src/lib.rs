@@ -2,7 +2,7 @@
 //!
 //! Layers, bottom up:
 //! - [`proto`]: the sans-io RFC 6455 core (handshake, frame codec, masking, UTF-8, sessions).
-//! - [`server`]: the thin I/O layer: per-core monoio runtimes, listeners, connection tasks.
+//! - [`server`]: the thin I/O layer: per-core monoio runtimes, listeners, the per-core reactor.
 //! - [`handler`]: the callback API an application implements.
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.

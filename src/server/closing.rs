@@ -59,7 +59,7 @@ pub(crate) async fn run_closing<H: Handler>(
             stream,
             fd: stream.as_raw_fd(),
         };
-        let close = Box::pin(closing_handshake(&io, &mut parts, &ending));
+        let close = closing_handshake(&io, &mut parts, &ending);
         timed_out = monoio::time::timeout(core.shared.config.close_timeout, close)
             .await
             .is_err();

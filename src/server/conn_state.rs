@@ -158,11 +158,12 @@ struct SentClose {
     reason: String,
 }
 
-/// One open connection's state, stored inline in its core's slab. The I/O task and the
-/// handlers reach it through [`Connections::with`]; nothing here is shared across cores.
+/// One open connection's state, stored inline in its core's slab. The reactor, the closing
+/// task and the handlers reach it through [`Connections::with`]; nothing here is shared across
+/// cores.
 ///
 /// It is kept small on purpose: queues, close details and unfinished frames are boxed and
-/// exist only while in use, so an idle connection costs a slab entry plus its task.
+/// exist only while in use, so an idle connection costs its slab entry and its boxed decoder.
 #[derive(Debug)]
 pub struct ConnState {
     id: ConnId,
@@ -226,7 +227,7 @@ impl ConnState {
         Ok(())
     }
 
-    /// Queues a pre-encoded data frame (shared, not copied) and wakes the I/O task.
+    /// Queues a pre-encoded data frame (shared, not copied) and asks the reactor to flush it.
     pub fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<(), SendError> {
         let len = frame.len();
         self.admit(len, max_queued)?;

@@ -1,4 +1,5 @@
-//! The I/O layer: per-core monoio runtimes, listeners, and connection tasks.
+//! The I/O layer: per-core monoio runtimes, listeners, handshake tasks, and the per-core reactor
+//! that drives open connections.
 //!
 //! [`Server`] binds the listeners, starts one pinned thread per selected core, and runs the
 //! application [`Handler`] built for each core. Everything a connection does happens on the

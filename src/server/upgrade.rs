@@ -1,5 +1,5 @@
 //! The handshake task of an accepted socket: read the request head, answer plain HTTP through
-//! the router or validate the upgrade, then hand the socket to its long-lived connection task.
+//! the router or validate the upgrade, then hand the socket to the core's reactor.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
