@@ -313,3 +313,38 @@ fn service_restart_code_is_selectable() {
     while ws.read().is_ok() {}
     assert!(server.wait_exit(Duration::from_secs(20)).expect("exits").success());
 }
+
+#[test]
+fn two_cores_share_the_port_and_shut_down_together() {
+    for driver in DRIVERS {
+        let mut server = ServerProcess::start(driver, &["--cores", "2"]);
+        let mut clients: Vec<_> = (0..40)
+            .map(|_| tungstenite::connect(server.url("/")).unwrap().0)
+            .collect();
+        for (i, ws) in clients.iter_mut().enumerate() {
+            ws.send(Message::text(format!("hello {i}"))).unwrap();
+            assert_eq!(ws.read().unwrap(), Message::text(format!("hello {i}")));
+        }
+        assert_eq!(server.metric("ringcast_cores"), 2);
+        assert_eq!(server.metric("ringcast_connections_open"), 40);
+        let cores: std::collections::BTreeSet<u64> = json_events(&server, "open")
+            .iter()
+            .filter_map(|e| e["core"].as_u64())
+            .collect();
+        assert_eq!(
+            cores.into_iter().collect::<Vec<_>>(),
+            vec![0, 1],
+            "{driver}: SO_REUSEPORT spreads connections"
+        );
+        server.signal(libc::SIGTERM);
+        for ws in clients.iter_mut() {
+            match ws.read() {
+                Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1001),
+                other => panic!("{driver}: expected close 1001, got {other:?}"),
+            }
+            while ws.read().is_ok() {}
+        }
+        let status = server.wait_exit(Duration::from_secs(20)).expect("both cores shut down");
+        assert!(status.success(), "{driver}: {status:?}");
+    }
+}

@@ -18,19 +18,17 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the binary with `--listen 127.0.0.1:0 --io <driver>` plus `args`.
+    /// Starts the binary with `--listen 127.0.0.1:0 --io <driver>` plus `args` (one core unless
+    /// `args` name `--cores`).
     pub fn start(driver: &str, args: &[&str]) -> ServerProcess {
+        let cores: &[&str] = if args.contains(&"--cores") {
+            &[]
+        } else {
+            &["--cores", "1"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--io",
-                driver,
-                "--cores",
-                "1",
-                "--log-format",
-                "json",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--io", driver, "--log-format", "json"])
+            .args(cores)
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
