@@ -224,3 +224,27 @@ fn data_after_a_close_frame_is_ignored() {
         assert_eq!(server.metric("ringcast_messages_received_total"), 0);
     });
 }
+
+#[test]
+fn a_flooding_connection_does_not_starve_the_others() {
+    each_driver(&[], |server| {
+        let mut flood = RawWs::connect(server, "/", &[]);
+        let mut writer = flood.stream.try_clone().unwrap();
+        // 32 MiB of echo requests while another thread reads every echo back, so the flooding
+        // connection is always readable and never blocked on writes.
+        let sender = std::thread::spawn(move || {
+            let message = client_frame(0x82, &[5u8; 65536]);
+            for _ in 0..512 {
+                std::io::Write::write_all(&mut writer, &message).unwrap();
+            }
+        });
+        let reader = std::thread::spawn(move || (0..512).filter(|_| flood.read_frame().is_some()).count());
+        let (mut bystander, _) = tungstenite::connect(server.url("/")).unwrap();
+        for i in 0..20 {
+            bystander.send(Message::text(format!("still served {i}"))).unwrap();
+            assert_eq!(bystander.read().unwrap(), Message::text(format!("still served {i}")));
+        }
+        sender.join().unwrap();
+        assert_eq!(reader.join().unwrap(), 512, "every flood message was echoed");
+    });
+}

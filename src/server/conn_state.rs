@@ -233,7 +233,7 @@ impl ConnState {
         self.admit(len, max_queued)?;
         self.queue().push_shared(frame);
         self.count_out(len);
-        self.notify();
+        self.request_service();
         Ok(())
     }
 
@@ -254,7 +254,7 @@ impl ConnState {
             code,
             reason: reason.to_owned(),
         }));
-        self.notify();
+        self.request_service();
     }
 
     /// Ends the connection for an engine reason: queues the close frame and records why.
@@ -279,7 +279,7 @@ impl ConnState {
         };
         if written < PING_FRAME.len() {
             self.queue().push_shared(Bytes::from_static(&PING_FRAME[written..]));
-            self.notify();
+            self.request_service();
         }
     }
 
@@ -310,8 +310,8 @@ impl ConnState {
         self.outbound.get_or_insert_with(Box::default)
     }
 
-    /// Asks the core's reactor to service this connection (flush, close) soon.
-    fn notify(&mut self) {
+    /// Asks the core's reactor to service this connection (flush, close, read on) soon.
+    pub(crate) fn request_service(&mut self) {
         self.needs_service = true;
     }
 
@@ -425,6 +425,11 @@ impl Connections {
         (state.id.generation as u32 == token as u32).then_some(state.id)
     }
 
+    /// Whether some connection is waiting for service.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.borrow().is_empty()
+    }
+
     /// Takes the connections that asked for service; each may ask again from then on.
     pub(crate) fn take_pending(&self, into: &mut Vec<ConnId>) {
         std::mem::swap(&mut *self.pending.borrow_mut(), into);
@@ -438,7 +443,7 @@ impl Connections {
     /// Resolves when some connection asked for service (registering the reactor's waker).
     pub(crate) fn service_requested(&self) -> impl Future<Output = ()> + '_ {
         poll_fn(move |cx| {
-            if !self.pending.borrow().is_empty() {
+            if self.has_pending() {
                 return Poll::Ready(());
             }
             let mut reactor = self.reactor.borrow_mut();

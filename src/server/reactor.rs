@@ -25,12 +25,19 @@ pub(crate) fn token(id: ConnId) -> u64 {
     ((id.key() as u64) << 32) | (id.generation() as u32 as u64)
 }
 
-/// Runs the core's open connections until the runtime stops.
+/// Reads one connection may do per turn (up to 64 KiB each) before the others get theirs.
+const READS_PER_TURN: usize = 16;
+
+/// Runs the core's open connections until the runtime stops. Each round drains the readiness
+/// set once and services what asked for it; a round that leaves work behind yields to the
+/// core's other tasks (accept, handshakes, timers) before the next.
 pub(crate) async fn run_reactor<H: Handler>(core: Rc<CoreCtx<H>>) {
     let mut ready = Vec::with_capacity(EVENTS_PER_DRAIN);
     let mut pending = Vec::new();
     loop {
-        {
+        if core.conns.has_pending() {
+            yield_now().await;
+        } else {
             let mut events = pin!(core.poller().wait());
             let mut requested = pin!(core.conns.service_requested());
             poll_fn(|cx| {
@@ -43,25 +50,32 @@ pub(crate) async fn run_reactor<H: Handler>(core: Rc<CoreCtx<H>>) {
             })
             .await;
         }
-        loop {
-            ready.clear();
-            let taken = core.poller().drain(&mut ready).unwrap_or_else(|error| {
-                tracing::error!(event = "poller_error", core = core.index, %error);
-                0
-            });
-            for readiness in &ready {
-                on_readiness(&core, readiness);
-            }
-            core.conns.take_pending(&mut pending);
-            let had_pending = !pending.is_empty();
-            for id in pending.drain(..) {
-                service(&core, id);
-            }
-            if taken < EVENTS_PER_DRAIN && !had_pending {
-                break;
-            }
+        ready.clear();
+        if let Err(error) = core.poller().drain(&mut ready) {
+            tracing::error!(event = "poller_error", core = core.index, %error);
+        }
+        for readiness in &ready {
+            on_readiness(&core, readiness);
+        }
+        core.conns.take_pending(&mut pending);
+        for id in pending.drain(..) {
+            service(&core, id);
         }
     }
+}
+
+/// Lets the runtime run its other ready tasks once.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if std::mem::replace(&mut yielded, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn on_readiness<H: Handler>(core: &Rc<CoreCtx<H>>, readiness: &Readiness) {
@@ -115,9 +129,10 @@ enum Step {
     End(Ending),
 }
 
-/// Flushes, reads and dispatches until the connection has nothing to do or its open phase ends.
+/// Flushes, reads and dispatches until the connection has nothing to do, its open phase ends,
+/// or it has had its [`READS_PER_TURN`]; then it queues itself behind the others.
 fn service<H: Handler>(core: &Rc<CoreCtx<H>>, id: ConnId) {
-    loop {
+    for _ in 0..=READS_PER_TURN {
         match core.conns.with(id, next_step) {
             None | Some(Step::Idle) => return,
             Some(Step::End(ending)) => return hand_off(core, id, ending),
@@ -139,6 +154,7 @@ fn service<H: Handler>(core: &Rc<CoreCtx<H>>, id: ConnId) {
             ReadResult::Violation(violation) => return hand_off(core, id, Ending::Violation(violation)),
         }
     }
+    core.conns.with(id, |c| c.request_service());
 }
 
 fn next_step(c: &mut ConnState) -> Step {
