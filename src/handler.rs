@@ -82,9 +82,8 @@ impl ConnMeta {
 
     /// The query string, if any.
     pub fn query(&self) -> Option<&str> {
-        self.target
-            .get(self.path_len as usize + 1..)
-            .filter(|_| self.target.len() > self.path_len as usize)
+        let path_len = self.path_len as usize;
+        (self.target.len() > path_len).then(|| &self.target[path_len + 1..])
     }
 
     /// The negotiated subprotocol, if any.

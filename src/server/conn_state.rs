@@ -338,6 +338,11 @@ impl ConnState {
     }
 }
 
+/// The slot of `id`, if it still holds that connection (not a later one reusing the slot).
+fn find(slab: &mut Slab<ConnState>, id: ConnId) -> Option<&mut ConnState> {
+    slab.get_mut(id.key()).filter(|c| c.id == id)
+}
+
 /// The open connections of one core, keyed by slab index.
 pub struct Connections {
     core: u16,
@@ -397,17 +402,15 @@ impl Connections {
     /// Removes a connection (its id is never valid again) and returns its final state.
     pub fn remove(&self, id: ConnId) -> Option<ConnState> {
         let mut slab = self.slab.borrow_mut();
-        if slab.get(id.key()).is_some_and(|c| c.id == id) {
-            return Some(slab.remove(id.key()));
-        }
-        None
+        find(&mut slab, id)?;
+        Some(slab.remove(id.key()))
     }
 
     /// Runs `f` on the connection with this id, if it is still open on this core. The slab is
     /// borrowed for the duration of `f`: never call back into handlers from inside it.
     pub fn with<R>(&self, id: ConnId, f: impl FnOnce(&mut ConnState) -> R) -> Option<R> {
         let mut slab = self.slab.borrow_mut();
-        let state = slab.get_mut(id.key()).filter(|c| c.id == id)?;
+        let state = find(&mut slab, id)?;
         let result = f(state);
         if std::mem::take(&mut state.needs_service) && !std::mem::replace(&mut state.listed, true) {
             self.pending.borrow_mut().push(id);
@@ -433,8 +436,9 @@ impl Connections {
     /// Takes the connections that asked for service; each may ask again from then on.
     pub(crate) fn take_pending(&self, into: &mut Vec<ConnId>) {
         std::mem::swap(&mut *self.pending.borrow_mut(), into);
+        let mut slab = self.slab.borrow_mut();
         for &id in into.iter() {
-            if let Some(state) = self.slab.borrow_mut().get_mut(id.key()).filter(|c| c.id == id) {
+            if let Some(state) = find(&mut slab, id) {
                 state.listed = false;
             }
         }

@@ -32,6 +32,7 @@ pub(crate) struct CoreCtx<H> {
     pub handler: RefCell<H>,
     scratch: RefCell<Box<[u8]>>,
     timers: RefCell<TimerWheel<ConnId>>,
+    limits: LivenessLimits,
     started: Instant,
     now_tick: Cell<u64>,
     /// Fired when this core begins its graceful shutdown.
@@ -51,6 +52,7 @@ impl<H> CoreCtx<H> {
             handler: RefCell::new(handler),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             timers: RefCell::new(TimerWheel::with_capacity(0, expected)),
+            limits: LivenessLimits::from_config(&shared.config),
             started: Instant::now(),
             now_tick: Cell::new(0),
             shutdown: Latch::default(),
@@ -84,8 +86,8 @@ impl<H> CoreCtx<H> {
 
     /// Arms the heartbeat/idle timer of a newly opened connection, if any is configured.
     pub fn arm_liveness(&self, id: ConnId) {
-        if let Some(after) = self.first_liveness_check() {
-            let key = self.timers.borrow_mut().arm(self.now_tick() + self.ticks(after), id);
+        if let Some(after) = self.limits.first_check() {
+            let key = self.timers.borrow_mut().arm(self.now_tick() + after, id);
             self.conns.with(id, |c| c.timer = Some(key));
         }
     }
@@ -101,28 +103,15 @@ impl<H> CoreCtx<H> {
         }
     }
 
-    fn ticks(&self, duration: Duration) -> u64 {
-        duration_to_ticks(duration, self.shared.config.timer_tick)
-    }
-
-    /// The silence after which a connection is first looked at: the ping interval or the idle
-    /// timeout, whichever is set and shorter.
-    fn first_liveness_check(&self) -> Option<Duration> {
-        let config = &self.shared.config;
-        [config.ping_interval, config.idle_timeout]
-            .into_iter()
-            .filter(|d| !d.is_zero())
-            .min()
-    }
-
     /// A connection's liveness timer fired: close it if it has been silent too long, ping it if
     /// a ping is due, and re-arm for the next check. Traffic never touches the timer; it only
     /// moves `last_rx_tick`, which is read here.
     fn check_liveness(&self, id: ConnId, now: u64) {
-        let config = &self.shared.config;
-        let interval = (!config.ping_interval.is_zero()).then(|| self.ticks(config.ping_interval));
-        let idle_limit = (!config.idle_timeout.is_zero()).then(|| self.ticks(config.idle_timeout));
-        let heartbeat_limit = interval.map(|i| i + self.ticks(config.pong_timeout));
+        let LivenessLimits {
+            ping_interval: interval,
+            idle_limit,
+            heartbeat_limit,
+        } = self.limits;
         let outcome = self.conns.with(id, |conn| {
             conn.timer = None;
             let last_rx = conn.last_rx_tick;
@@ -162,6 +151,34 @@ impl<H> CoreCtx<H> {
             Some(Liveness::Pinged) => self.counters().inc(Counter::PingsSent),
             Some(Liveness::Alive) | None => {}
         }
+    }
+}
+
+/// The liveness settings in timer ticks, derived once per core: `None` where disabled.
+#[derive(Debug, Clone, Copy)]
+struct LivenessLimits {
+    /// Silence after which a ping is sent.
+    ping_interval: Option<u64>,
+    /// Silence after which the connection is closed as idle.
+    idle_limit: Option<u64>,
+    /// Silence after which an unanswered connection is closed (ping interval + pong timeout).
+    heartbeat_limit: Option<u64>,
+}
+
+impl LivenessLimits {
+    fn from_config(config: &crate::config::Config) -> LivenessLimits {
+        let ticks = |d: Duration| (!d.is_zero()).then(|| duration_to_ticks(d, config.timer_tick));
+        let ping_interval = ticks(config.ping_interval);
+        LivenessLimits {
+            ping_interval,
+            idle_limit: ticks(config.idle_timeout),
+            heartbeat_limit: ping_interval.map(|i| i + duration_to_ticks(config.pong_timeout, config.timer_tick)),
+        }
+    }
+
+    /// Ticks of silence before a connection is first looked at, if anything is enabled.
+    fn first_check(&self) -> Option<u64> {
+        [self.ping_interval, self.idle_limit].into_iter().flatten().min()
     }
 }
 

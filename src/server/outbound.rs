@@ -57,8 +57,8 @@ impl Outbound {
         self.queued_bytes += self.tail.len() - before;
     }
 
-    /// Writes as much as the socket takes. Memory of a fully drained queue is released, so an
-    /// idle connection holds no write buffer either.
+    /// Writes as much as the socket takes. The owner drops a drained queue (see
+    /// `ConnState::flush`), so an idle connection holds no write buffer.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
         while self.queued_bytes > 0 {
             let chunks = self
@@ -72,8 +72,6 @@ impl Outbound {
             }
             self.consume(written);
         }
-        self.frames = VecDeque::new();
-        self.tail = BytesMut::new();
         Ok(Flush::Done)
     }
 
