@@ -167,30 +167,25 @@ impl Session {
     /// Decodes `input` (unmasking it in place), calling `on_event` for each complete message
     /// and control frame. On error the connection must be failed with the returned code.
     pub fn feed(&mut self, input: &mut [u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<(), ProtocolError> {
-        let mut pos = 0;
-        let result = self.feed_from(input, &mut pos, on_event);
+        let result = self.decode_all(input, on_event);
         self.release_if_idle();
         result
     }
 
-    fn feed_from(
-        &mut self,
-        input: &mut [u8],
-        pos: &mut usize,
-        on_event: &mut impl FnMut(Event<'_>),
-    ) -> Result<(), ProtocolError> {
-        while *pos < input.len() && !self.close_received {
+    fn decode_all(&mut self, input: &mut [u8], on_event: &mut impl FnMut(Event<'_>)) -> Result<(), ProtocolError> {
+        let mut pos = 0;
+        while pos < input.len() && !self.close_received {
             if !self.frame_in_progress() {
-                let Some((header, used)) = self.take_header(&input[*pos..])? else {
+                let Some((header, used)) = self.take_header(&input[pos..])? else {
                     return Ok(());
                 };
-                *pos += used;
+                pos += used;
                 self.check_frame(&header)?;
                 let len = header.payload_len as usize;
-                let whole_here = header.payload_len <= (input.len() - *pos) as u64;
+                let whole_here = header.payload_len <= (input.len() - pos) as u64;
                 if whole_here && (header.opcode.is_control() || (header.fin && self.message_in_progress().is_none())) {
-                    let payload = &mut input[*pos..*pos + len];
-                    *pos += len;
+                    let payload = &mut input[pos..pos + len];
+                    pos += len;
                     if let Some(key) = header.mask {
                         apply_mask(payload, key, 0);
                     }
@@ -199,7 +194,7 @@ impl Session {
                 }
                 self.begin_partial(&header);
             }
-            *pos += self.continue_partial(&mut input[*pos..], on_event)?;
+            pos += self.continue_partial(&mut input[pos..], on_event)?;
         }
         Ok(())
     }
