@@ -2,6 +2,8 @@
 //! phase) and the closing task. All protocol decisions belong to `proto`; this file moves bytes
 //! between the socket, the session and the handler.
 
+use std::os::fd::RawFd;
+
 use super::closing::TransportError;
 use super::conn_state::{ConnId, OpenParts};
 use super::core::CoreCtx;
@@ -29,7 +31,12 @@ pub(crate) enum ReadResult {
 }
 
 /// Reads what the socket has into the core's scratch buffer and dispatches it.
-pub(crate) fn read_available<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: i32, parts: &mut OpenParts) -> ReadResult {
+pub(crate) fn read_available<H: Handler>(
+    core: &CoreCtx<H>,
+    id: ConnId,
+    fd: RawFd,
+    parts: &mut OpenParts,
+) -> ReadResult {
     core.with_scratch(|scratch| loop {
         match recv_nonblocking(fd, scratch) {
             Ok(ReadOutcome::Data(n)) => {
