@@ -22,7 +22,7 @@ impl Room {
         let frame = server_frame(OpCode::Text, text.as_bytes());
         for id in cx.connections_on_core() {
             // A member that is already closing just misses the message.
-            let _ = cx.send_frame_to(id, frame.clone());
+            let _ = cx.send_to(id, frame.clone());
         }
     }
 }

@@ -77,6 +77,15 @@ pub struct Args {
     /// How long a graceful shutdown waits for peers' close frames before exiting.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     shutdown_timeout: Option<Duration>,
+    /// io_uring data path: completion queue entries per core.
+    #[arg(long, value_name = "N")]
+    uring_cq_entries: Option<u32>,
+    /// io_uring data path: provided buffers per core (a power of two).
+    #[arg(long, value_name = "N")]
+    uring_buffers: Option<u16>,
+    /// io_uring data path: bytes per provided buffer.
+    #[arg(long, value_name = "BYTES")]
+    uring_buffer_size: Option<u32>,
     /// Drop clients that have not sent a complete upgrade request in this time (e.g. 10s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     handshake_timeout: Option<Duration>,
@@ -133,6 +142,9 @@ impl Args {
         set(&mut config.close_timeout, self.close_timeout);
         set(&mut config.log_level, self.log_level);
         set(&mut config.log_format, self.log_format);
+        set(&mut config.uring_cq_entries, self.uring_cq_entries);
+        set(&mut config.uring_buffers, self.uring_buffers);
+        set(&mut config.uring_buffer_size, self.uring_buffer_size);
         config.validate()?;
         Ok(config)
     }

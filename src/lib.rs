@@ -3,11 +3,13 @@
 //! Layers, bottom up:
 //! - [`proto`]: the sans-io RFC 6455 core (handshake, frame codec, masking, UTF-8, sessions).
 //! - [`server`]: the thin I/O layer: per-core monoio runtimes, listeners, the per-core reactor.
+//! - [`api`]: the types the API hands out (ids, metadata, messages, close records, errors).
 //! - [`handler`]: the callback API an application implements.
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.
 //! - [`timer`]: the per-core timing wheel behind heartbeats and idle timeouts.
 
+pub mod api;
 pub mod config;
 pub mod handler;
 pub mod metrics;
@@ -17,4 +19,4 @@ pub mod timer;
 
 pub use config::Config;
 pub use handler::{Context, EchoHandler, Handler, Message};
-pub use server::{RunningServer, Server, ServerError};
+pub use server::{DeliveryHandle, RunningServer, Server, ServerError};

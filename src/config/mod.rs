@@ -72,6 +72,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub log_level: String,
     pub log_format: LogFormat,
+    pub uring_cq_entries: u32,
+    pub uring_buffers: u16,
+    pub uring_buffer_size: u32,
 }
 
 /// A configuration that could not be read or does not make sense.
@@ -144,6 +147,21 @@ impl Config {
         }
         if !matches!(self.shutdown_close_code, 1001 | 1012) {
             return Err(ConfigError::Invalid("shutdown_close_code must be 1001 or 1012".into()));
+        }
+        if !self.uring_buffers.is_power_of_two() || self.uring_buffers > 1 << 15 {
+            return Err(ConfigError::Invalid(
+                "uring_buffers must be a power of two from 1 to 32768".into(),
+            ));
+        }
+        if !(64..=1 << 20).contains(&self.uring_buffer_size) {
+            return Err(ConfigError::Invalid(
+                "uring_buffer_size must be from 64 bytes to 1 MiB".into(),
+            ));
+        }
+        if !(1..=1 << 20).contains(&self.uring_cq_entries) {
+            return Err(ConfigError::Invalid(
+                "uring_cq_entries must be from 1 to 1048576".into(),
+            ));
         }
         if self.ws_paths.iter().any(|p| p != "*" && !p.starts_with('/')) {
             return Err(ConfigError::Invalid(

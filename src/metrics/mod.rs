@@ -50,11 +50,16 @@ pub enum Counter {
     SlowConsumers,
     PingsSent,
     ClosedByHeartbeat,
+    HandlerPanics,
+    CrossCoreDelivered,
+    CrossCoreUndeliverable,
+    UringBuffersExhausted,
+    UringCqOverflows,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 32] = [
+    pub const ALL: [Counter; 37] = [
         Counter::Accepted,
         Counter::AcceptErrors,
         Counter::Upgrades,
@@ -87,6 +92,11 @@ impl Counter {
         Counter::SlowConsumers,
         Counter::PingsSent,
         Counter::ClosedByHeartbeat,
+        Counter::HandlerPanics,
+        Counter::CrossCoreDelivered,
+        Counter::CrossCoreUndeliverable,
+        Counter::UringBuffersExhausted,
+        Counter::UringCqOverflows,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -125,6 +135,11 @@ impl Counter {
             SlowConsumers => ("ringcast_slow_consumers_total", None),
             PingsSent => ("ringcast_heartbeat_pings_total", None),
             ClosedByHeartbeat => ("ringcast_connections_closed_total", Some(("by", "heartbeat"))),
+            HandlerPanics => ("ringcast_handler_panics_total", None),
+            CrossCoreDelivered => ("ringcast_cross_core_delivered_total", None),
+            CrossCoreUndeliverable => ("ringcast_cross_core_undeliverable_total", None),
+            UringBuffersExhausted => ("ringcast_uring_buffers_exhausted_total", None),
+            UringCqOverflows => ("ringcast_uring_cq_overflows_total", None),
         }
     }
 

@@ -2,18 +2,17 @@
 //! handshake that follows, and the record handed to `on_close` and the `close` log event.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::conn_state::{CloseInfo, ClosedBy, ConnId, ConnState, EngineClose, OpenParts};
+use super::conn::{ConnState, EngineClose, IoFlags, OpenParts};
 use super::core::CoreCtx;
-use super::dispatch::{read_available, ReadResult};
-use super::outbound::Flush;
-use super::socket::{discard_pending, linger_close};
-use crate::handler::{Context, Handler};
+use super::socket::{discard_pending, flush, linger_close, read_once, Flush, ReadResult};
+use crate::api::{CloseInfo, ClosedBy, ConnId};
+use crate::handler::Handler;
 use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
 use crate::proto::session::ProtocolError;
@@ -36,16 +35,29 @@ impl<H> ConnIo<'_, H> {
     }
 }
 
+/// Ends the open phase of a connection whose socket no data path uses any more (the driver
+/// has deregistered it, or its io_uring operations have all completed): closes it on the spot
+/// when nothing needs waiting for, or else moves it into a closing task that runs the close
+/// handshake. The connection's state stays in the slab until the close is finished.
+pub(crate) fn end_open_phase<H: Handler>(core: &Rc<CoreCtx<H>>, id: ConnId, ending: Ending) {
+    let Some(fd) = core.conns.with(id, |c| {
+        c.io.set(IoFlags::HANDED_OFF, true);
+        c.fd()
+    }) else {
+        return;
+    };
+    let Some(ending) = close_without_waiting(core, id, fd, ending) else {
+        return;
+    };
+    // SAFETY: the connection owned `fd` exclusively during its open phase; ownership moves to
+    // the stream here and nothing else uses the descriptor afterwards.
+    let stream = TcpStream::from_std(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    monoio::spawn(run_closing(core.clone(), id, stream, ending));
+}
+
 /// The closing task: runs the close handshake, frees the connection's slot and limits, and
 /// calls `on_close`.
-pub(crate) async fn run_closing<H: Handler>(
-    core: Rc<CoreCtx<H>>,
-    id: ConnId,
-    stream: io::Result<TcpStream>,
-    mut parts: Box<OpenParts>,
-    mut ending: Ending,
-) {
-    let opened_at = core.conns.with(id, |c| c.opened_at).unwrap_or_else(Instant::now);
+async fn run_closing<H: Handler>(core: Rc<CoreCtx<H>>, id: ConnId, stream: io::Result<TcpStream>, mut ending: Ending) {
     if let Err(error) = &stream {
         tracing::warn!(event = "handoff_failed", conn = %id, core = core.index, %error);
         ending = Ending::Transport(TransportError::Read);
@@ -59,61 +71,58 @@ pub(crate) async fn run_closing<H: Handler>(
             stream,
             fd: stream.as_raw_fd(),
         };
-        let close = closing_handshake(&io, &mut parts, &ending);
+        let close = closing_handshake(&io, &ending);
         timed_out = monoio::time::timeout(core.shared.config.close_timeout, close)
             .await
             .is_err();
     }
-    let info = record(&core, id, closed_by, error, timed_out, &mut parts, opened_at);
     drop(stream);
-    release(&core, id, &parts, &info);
+    finish(&core, id, closed_by, error, timed_out);
 }
 
 /// Ends, on the spot, a connection whose close needs no waiting: the peer closed first (its
 /// close is answered and TCP closed), the peer is gone (heartbeat or idle timeout), or the
-/// socket failed. Gives the parts back when a closing task is needed after all: another kind
+/// socket failed. Gives the ending back when a closing task is needed after all: another kind
 /// of ending, or a close reply that does not fit in the socket buffer right now.
-pub(crate) fn close_without_waiting<H: Handler>(
-    core: &CoreCtx<H>,
-    id: ConnId,
-    fd: RawFd,
-    mut parts: Box<OpenParts>,
-    ending: Ending,
-) -> Option<(Box<OpenParts>, Ending)> {
+fn close_without_waiting<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd, ending: Ending) -> Option<Ending> {
     let answer_and_close = matches!(
         ending,
         Ending::ClientClose | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle)
     );
     if !answer_and_close && !matches!(ending, Ending::Transport(_)) {
-        return Some((parts, ending));
+        return Some(ending);
     }
     if answer_and_close {
-        if let Some(Ok(Flush::Blocked)) = core.conns.with(id, |c| c.flush()) {
-            return Some((parts, ending));
+        if let Some(Ok(Flush::Blocked)) = core.conns.with(id, flush) {
+            return Some(ending);
         }
         discard_pending(core, fd);
     }
-    // SAFETY: the connection owns `fd`; it has left the readiness set and nothing uses it after.
+    // SAFETY: the connection owns `fd`; no data path uses it any more and nothing does after.
     unsafe { libc::close(fd) };
-    let opened_at = core.conns.with(id, |c| c.opened_at).unwrap_or_else(Instant::now);
     let (closed_by, error) = classify(core, id, &ending);
-    let info = record(core, id, closed_by, error, false, &mut parts, opened_at);
-    release(core, id, &parts, &info);
+    finish(core, id, closed_by, error, false);
     None
 }
 
-/// Frees the connection's slot, timer and limits, then tells the handler.
-fn release<H: Handler>(core: &CoreCtx<H>, id: ConnId, parts: &OpenParts, info: &CloseInfo) {
+/// Records the finished close, frees the connection's slot, timer and limits, then tells the
+/// handler.
+fn finish<H: Handler>(
+    core: &CoreCtx<H>,
+    id: ConnId,
+    closed_by: ClosedBy,
+    error: Option<&'static str>,
+    timed_out: bool,
+) {
+    let Some((Some(mut parts), opened_at)) = core.conns.with(id, |c| (c.parts.take(), c.opened_at)) else {
+        return;
+    };
+    let info = record(core, id, closed_by, error, timed_out, &mut parts, opened_at);
     core.forget(id);
     core.shared.close_connection(parts.meta.peer().ip());
-    core.handler.borrow_mut().on_close(
-        &mut Context {
-            conns: &core.conns,
-            id,
-            meta: &parts.meta,
-        },
-        info,
-    );
+    core.call_handler(id, |handler| {
+        handler.on_close(&mut core.context(id, &parts.meta), &info)
+    });
 }
 
 /// How the open phase of a WebSocket ended.
@@ -128,6 +137,22 @@ pub(crate) enum Ending {
     Violation(ProtocolError),
     /// The socket ended or failed without a close handshake.
     Transport(TransportError),
+}
+
+impl Ending {
+    /// Whether the open phase of `c` is over, and how: the peer's close frame arrived, the
+    /// engine closed it, or a handler queued a close frame.
+    pub(crate) fn of(c: &ConnState) -> Option<Ending> {
+        if c.parts.as_ref().is_some_and(|p| p.session.close_received()) {
+            Some(Ending::ClientClose)
+        } else if let Some(why) = c.engine_close() {
+            Some(Ending::Engine(why))
+        } else if c.close_sent() {
+            Some(Ending::ServerClose)
+        } else {
+            None
+        }
+    }
 }
 
 /// A socket that ended without a close handshake.
@@ -179,6 +204,7 @@ fn classify<H>(core: &CoreCtx<H>, id: ConnId, ending: &Ending) -> (ClosedBy, Opt
         Ending::Engine(EngineClose::Heartbeat) => (ClosedBy::Heartbeat, Some("heartbeat_timeout")),
         Ending::Engine(EngineClose::Idle) => (ClosedBy::Heartbeat, Some("idle_timeout")),
         Ending::Engine(EngineClose::Shutdown) => (ClosedBy::Shutdown, None),
+        Ending::Engine(EngineClose::HandlerPanic) => (ClosedBy::Error, Some("handler_panic")),
         Ending::Engine(EngineClose::SlowConsumer) => {
             counters.inc(Counter::SlowConsumers);
             (ClosedBy::Error, Some("slow_consumer"))
@@ -249,13 +275,29 @@ fn record<H>(
     info
 }
 
+/// Decodes (dropping data) until the peer's close frame arrives or the socket ends.
+async fn await_peer_close<H: Handler>(io: &ConnIo<'_, H>) {
+    loop {
+        if io.stream.readable(false).await.is_err() {
+            return;
+        }
+        loop {
+            match read_once(io.core, io.id, io.fd) {
+                ReadResult::More => continue,
+                ReadResult::Drained => break,
+                ReadResult::Paused | ReadResult::Ended(_) | ReadResult::Violation(_) => return,
+            }
+        }
+    }
+}
+
 /// Flushes our close frame, then: after a client's close or a dead peer (heartbeat), nothing
 /// more (the server closes TCP first); after a protocol violation, half-close and discard input
 /// until the peer closes; after our own close, keep decoding (dropping data) until the peer's
 /// close frame arrives.
-async fn closing_handshake<H: Handler>(io: &ConnIo<'_, H>, parts: &mut OpenParts, ending: &Ending) {
+async fn closing_handshake<H: Handler>(io: &ConnIo<'_, H>, ending: &Ending) {
     loop {
-        match io.state(|c| c.flush()) {
+        match io.state(flush) {
             Ok(Flush::Done) => break,
             Ok(Flush::Blocked) => {
                 let _ = io.stream.writable(false).await;
@@ -267,17 +309,11 @@ async fn closing_handshake<H: Handler>(io: &ConnIo<'_, H>, parts: &mut OpenParts
         Ending::ClientClose | Ending::Transport(_) | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle) => {
             discard_pending(io.core, io.fd)
         }
-        Ending::Violation(_) => linger_close(io.core, io.stream, io.fd).await,
+        Ending::Violation(_) | Ending::Engine(EngineClose::HandlerPanic) => {
+            linger_close(io.core, io.stream, io.fd).await
+        }
         Ending::ServerClose | Ending::Engine(EngineClose::Shutdown | EngineClose::SlowConsumer) => {
-            while !parts.session.close_received() {
-                if io.stream.readable(false).await.is_err() {
-                    return;
-                }
-                match read_available(io.core, io.id, io.fd, parts) {
-                    ReadResult::Drained | ReadResult::Paused => {}
-                    ReadResult::Ended(_) | ReadResult::Violation(_) => return,
-                }
-            }
+            await_peer_close(io).await
         }
     }
 }

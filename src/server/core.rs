@@ -1,22 +1,17 @@
-//! Per-core state and the per-core tasks: accept loops, the timer pass, and shutdown.
+//! Per-core state shared by every phase and both data paths: the connections, the handler, the
+//! scratch buffer, the timers, the cross-core outbox, and the liveness checks.
 
-use std::cell::{Cell, OnceCell, RefCell};
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpListener;
-
-use super::conn_state::{ConnId, Connections, EngineClose};
+use super::conn::{Connections, EngineClose};
+use super::inbox::{Delivery, Outbox, Recipients};
 use super::latch::Latch;
-use super::poller::Poller;
-use super::reactor::run_reactor;
-use super::upgrade::serve;
 use super::Shared;
-use crate::handler::Handler;
+use crate::api::{ConnId, ConnMeta};
+use crate::handler::Context;
 use crate::metrics::{CoreCounters, Counter};
 use crate::proto::close::CloseCode;
 use crate::timer::{duration_to_ticks, ticks_elapsed, TimerWheel};
@@ -29,7 +24,7 @@ pub(crate) struct CoreCtx<H> {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub conns: Connections,
-    pub handler: RefCell<H>,
+    handler: RefCell<H>,
     scratch: RefCell<Box<[u8]>>,
     timers: RefCell<TimerWheel<ConnId>>,
     limits: LivenessLimits,
@@ -38,9 +33,12 @@ pub(crate) struct CoreCtx<H> {
     /// Fired when this core begins its graceful shutdown.
     pub shutdown: Latch,
     /// Fired when, during shutdown, the last connection has gone.
-    drained: Latch,
-    /// The readiness set of open connections (created inside the runtime, by `run_core`).
-    poller: OnceCell<Poller>,
+    pub drained: Latch,
+    /// Connections upgraded since the driver last looked, with the bytes that came with their
+    /// request; the driver starts their open phase.
+    opened: RefCell<Vec<(ConnId, Vec<u8>)>>,
+    /// Frames this core's handlers sent to other cores this turn.
+    pub outbox: Outbox,
 }
 
 impl<H> CoreCtx<H> {
@@ -48,7 +46,7 @@ impl<H> CoreCtx<H> {
         let expected = expected_per_core(&shared);
         CoreCtx {
             index,
-            conns: Connections::new(index, shared.config.max_queued_bytes, expected),
+            conns: Connections::new(index, shared.config.max_queued_bytes, expected, shared.registry.clone()),
             handler: RefCell::new(handler),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             timers: RefCell::new(TimerWheel::with_capacity(0, expected)),
@@ -57,16 +55,65 @@ impl<H> CoreCtx<H> {
             now_tick: Cell::new(0),
             shutdown: Latch::default(),
             drained: Latch::default(),
-            poller: OnceCell::new(),
+            opened: RefCell::new(Vec::new()),
+            outbox: Outbox::new(shared.registry.core_count()),
             shared,
         }
     }
 
-    /// The readiness set of this core's open connections.
-    pub fn poller(&self) -> &Poller {
-        self.poller
-            .get()
-            .expect("run_core creates the poller before any connection opens")
+    /// Hands a freshly upgraded connection (and the bytes that came with its request) to the
+    /// core's driver, which starts its open phase on its next turn.
+    pub fn opened(&self, id: ConnId, early: Vec<u8>) {
+        self.opened.borrow_mut().push((id, early));
+        self.conns.wake_driver();
+    }
+
+    /// Takes the connections handed over by [`CoreCtx::opened`].
+    pub fn take_opened(&self, into: &mut Vec<(ConnId, Vec<u8>)>) {
+        std::mem::swap(&mut *self.opened.borrow_mut(), into);
+    }
+
+    /// Calls the handler for connection `id`, containing a panic: the panic is counted and
+    /// logged, the connection is closed with 1011, and the core goes on serving the others.
+    /// Returns `None` if the handler panicked.
+    pub fn call_handler<R>(&self, id: ConnId, f: impl FnOnce(&mut H) -> R) -> Option<R> {
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.handler.borrow_mut())));
+        if result.is_err() {
+            self.counters().inc(Counter::HandlerPanics);
+            tracing::error!(event = "handler_panic", conn = %id, core = self.index, "handler panicked; closing its connection with 1011");
+            self.conns.with(id, |c| {
+                c.close_by_engine(EngineClose::HandlerPanic, CloseCode::INTERNAL_ERROR, "internal error")
+            });
+        }
+        result.ok()
+    }
+
+    /// The handler's view of the engine for a callback about connection `id`.
+    pub fn context<'a>(&'a self, id: ConnId, meta: &'a ConnMeta) -> Context<'a> {
+        Context {
+            conns: &self.conns,
+            outbox: &self.outbox,
+            id,
+            meta,
+        }
+    }
+
+    /// Queues every delivery that arrived from other cores or threads on its connections.
+    pub fn deliver(&self, deliveries: &mut Vec<Delivery>) {
+        let counters = self.counters();
+        let deliver_one = |id: ConnId, frame: &bytes::Bytes| {
+            let counter = match self.conns.send_frame(id, frame.clone()) {
+                Ok(()) => Counter::CrossCoreDelivered,
+                Err(_) => Counter::CrossCoreUndeliverable,
+            };
+            counters.inc(counter);
+        };
+        for Delivery { to, frame } in deliveries.drain(..) {
+            match to {
+                Recipients::One(id) => deliver_one(id, &frame),
+                Recipients::Many(ids) => ids.iter().for_each(|&id| deliver_one(id, &frame)),
+            }
+        }
     }
 
     /// This core's counters.
@@ -100,6 +147,20 @@ impl<H> CoreCtx<H> {
         self.counters().set_open_connections(self.conns.len());
         if self.shutdown.is_fired() && self.conns.is_empty() {
             self.drained.fire();
+        }
+    }
+
+    /// One timer pass: notices a process-wide shutdown request, advances the wheel to now and
+    /// checks every connection whose liveness timer is due (`due` is scratch space).
+    pub fn timer_pass(&self, due: &mut Vec<ConnId>) {
+        if self.shared.shutdown_requested() && !self.shutdown.is_fired() {
+            self.shutdown.fire();
+        }
+        let now = ticks_elapsed(self.started.elapsed(), self.shared.config.timer_tick);
+        self.now_tick.set(now);
+        self.timers.borrow_mut().advance_into(now, due);
+        for id in due.drain(..) {
+            self.check_liveness(id, now);
         }
     }
 
@@ -193,89 +254,4 @@ enum Liveness {
 /// Slab and timer capacity reserved per core: virtual memory only, touched as connections come.
 fn expected_per_core(shared: &Shared) -> usize {
     (shared.config.max_connections / shared.registry.core_count().max(1)).min(1 << 20)
-}
-
-/// Runs one core until shutdown: accept loops, the timer pass, then the drain.
-pub(crate) async fn run_core<H: Handler>(core: Rc<CoreCtx<H>>, listeners: Vec<TcpListener>) -> std::io::Result<()> {
-    if core.poller.set(Poller::new()?).is_err() {
-        unreachable!("run_core runs once per core");
-    }
-    let _reactor = monoio::spawn(run_reactor(core.clone()));
-    let _timer_pass = monoio::spawn(timer_loop(core.clone()));
-    let accepts: Vec<_> = listeners
-        .into_iter()
-        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
-        .collect();
-    core.shutdown.wait().await;
-    for accept in accepts {
-        accept.await;
-    }
-    let code = CloseCode(core.shared.config.shutdown_close_code);
-    let reason = if code == CloseCode::SERVICE_RESTART {
-        "service restart"
-    } else {
-        "going away"
-    };
-    for id in core.conns.ids() {
-        core.conns
-            .with(id, |c| c.close_by_engine(EngineClose::Shutdown, code, reason));
-    }
-    if core.conns.is_empty() {
-        core.drained.fire();
-    }
-    let drained = monoio::time::timeout(core.shared.config.shutdown_timeout, core.drained.wait()).await;
-    if drained.is_err() {
-        tracing::warn!(
-            event = "shutdown_timeout",
-            core = core.index,
-            open = core.conns.len(),
-            "closing remaining connections"
-        );
-    }
-    Ok(())
-}
-
-/// One expiry pass per tick; also where a process-wide shutdown request is noticed.
-async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
-    let tick = core.shared.config.timer_tick;
-    let mut due = Vec::new();
-    loop {
-        monoio::time::sleep(tick).await;
-        if core.shared.shutdown_requested() && !core.shutdown.is_fired() {
-            core.shutdown.fire();
-        }
-        let now = ticks_elapsed(core.started.elapsed(), tick);
-        core.now_tick.set(now);
-        core.timers.borrow_mut().advance_into(now, &mut due);
-        for id in due.drain(..) {
-            core.check_liveness(id, now);
-        }
-    }
-}
-
-async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
-    let mut stop = pin!(core.shutdown.wait());
-    loop {
-        let mut accept = pin!(listener.accept());
-        let accepted = poll_fn(|cx| {
-            if stop.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            accept.as_mut().poll(cx).map(Some)
-        })
-        .await;
-        match accepted {
-            None => return,
-            Some(Ok((stream, peer))) => {
-                core.counters().inc(Counter::Accepted);
-                monoio::spawn(serve(core.clone(), stream, peer));
-            }
-            Some(Err(error)) => {
-                // Typically EMFILE/ENFILE: back off briefly instead of spinning.
-                core.counters().inc(Counter::AcceptErrors);
-                tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");
-                monoio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
 }

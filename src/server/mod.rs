@@ -1,24 +1,33 @@
-//! The I/O layer: per-core monoio runtimes, listeners, handshake tasks, and the per-core reactor
-//! that drives open connections.
+//! The I/O layer: per-core monoio runtimes, listeners, handshake tasks, and the per-core data
+//! paths (io_uring, or epoll as the fallback) that drive open connections.
 //!
 //! [`Server`] binds the listeners, starts one pinned thread per selected core, and runs the
 //! application [`Handler`] built for each core. Everything a connection does happens on the
-//! core that accepted it.
+//! core that accepted it; frames for a connection on another core travel through that core's
+//! inbox.
+//!
+//! Layers, each importing only those below it: `conn` (the per-connection state machine) and
+//! `outbound`; `core` (per-core state) and `inbox`; `input` (bytes to session to handler);
+//! `socket` and `closing` (synchronous socket work and the closing phase); the two thin drivers
+//! `uring` and `epoll`; `upgrade` (the handshake); `run` and `runtime` (a core's life).
 
 mod closing;
-pub(crate) mod conn_state;
+pub(crate) mod conn;
 mod core;
-mod dispatch;
+mod epoll;
+pub(crate) mod inbox;
+mod input;
 mod latch;
 mod listener;
 mod outbound;
-mod poller;
-mod reactor;
 pub mod router;
+mod run;
 mod runtime;
+mod sched;
 mod socket;
 mod sys;
 mod upgrade;
+mod uring;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -30,15 +39,20 @@ use crate::config::{Config, CoreSelectionError, IoMode};
 use crate::handler::Handler;
 use crate::metrics::{PrometheusExport, Registry};
 use crate::proto::handshake::Request;
+use inbox::Inboxes;
 use router::{Response, Router};
 
+pub use inbox::DeliveryHandle;
 pub use runtime::{build_uring_runtime, IoDriver};
+pub use uring::probe as probe_uring_data_path;
 
 /// State shared by all cores (read-mostly; touched on connect and close, never per message).
 pub(crate) struct Shared {
     pub config: Config,
     pub registry: Registry,
     pub router: Router,
+    /// Every core's inbox for frames sent from elsewhere.
+    pub inboxes: Arc<Inboxes>,
     open_connections: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     shutdown: Arc<AtomicBool>,
@@ -54,11 +68,18 @@ pub(crate) enum LimitHit {
 }
 
 impl Shared {
-    fn new(config: Config, registry: Registry, router: Router, shutdown: Arc<AtomicBool>) -> Shared {
+    fn new(
+        config: Config,
+        registry: Registry,
+        router: Router,
+        inboxes: Arc<Inboxes>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Shared {
         Shared {
             config,
             registry,
             router,
+            inboxes,
             open_connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
@@ -134,9 +155,12 @@ pub enum ServerError {
     /// A listener could not be bound.
     #[error("cannot bind listeners: {0}")]
     Bind(std::io::Error),
-    /// `io = "uring"` was asked for but io_uring cannot be set up here.
+    /// `io = "uring"` was asked for but io_uring (or its data path) cannot run here.
     #[error("io_uring is unavailable ({0}); use --io auto or --io epoll")]
-    IoUringUnavailable(std::io::Error),
+    IoUringUnavailable(String),
+    /// The per-core inboxes could not be created.
+    #[error("cannot create the cross-core inboxes: {0}")]
+    Inbox(std::io::Error),
     /// A core's runtime could not be built.
     #[error("cannot start the runtime on core {core}: {source}")]
     Runtime {
@@ -187,6 +211,7 @@ impl Server {
         let (listeners, local_addrs) =
             listener::bind_all(&self.config.listen, cpus.len()).map_err(ServerError::Bind)?;
         let registry = Registry::new(cpus.len());
+        let inboxes = Arc::new(Inboxes::new(cpus.len()).map_err(ServerError::Inbox)?);
         let mut router = self.router;
         let shutdown = Arc::new(AtomicBool::new(false));
         let readiness = ShutdownHandle { flag: shutdown.clone() };
@@ -207,7 +232,13 @@ impl Server {
                 body: export.render(&scrape).into_bytes(),
             }),
         );
-        let shared = Arc::new(Shared::new(self.config, registry.clone(), router, shutdown.clone()));
+        let shared = Arc::new(Shared::new(
+            self.config,
+            registry.clone(),
+            router,
+            inboxes.clone(),
+            shutdown.clone(),
+        ));
         let factory = Arc::new(handler_for_core);
         let mut threads = Vec::with_capacity(cpus.len());
         for (index, (cpu, listeners)) in cpus.into_iter().zip(listeners).enumerate() {
@@ -224,6 +255,7 @@ impl Server {
             threads,
             registry,
             driver,
+            delivery: DeliveryHandle::new(inboxes),
             shutdown: ShutdownHandle { flag: shutdown },
         })
     }
@@ -235,10 +267,16 @@ pub struct RunningServer {
     threads: Vec<JoinHandle<Result<(), ServerError>>>,
     registry: Registry,
     driver: IoDriver,
+    delivery: DeliveryHandle,
     shutdown: ShutdownHandle,
 }
 
 impl RunningServer {
+    /// A handle that sends pre-encoded frames to connections on any core, from any thread.
+    pub fn delivery_handle(&self) -> DeliveryHandle {
+        self.delivery.clone()
+    }
+
     /// A handle that starts the graceful shutdown.
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.shutdown.clone()

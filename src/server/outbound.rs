@@ -2,25 +2,14 @@
 //!
 //! Broadcast frames are encoded once and queued here as cloned `Bytes`; frames encoded for this
 //! connection alone (echo replies, pongs) are appended to one tail buffer so several small frames
-//! go out in one iovec. A flush writes everything queued with vectored `sendmsg` calls.
+//! go out in one iovec. The queue makes no system call: a driver takes its chunks (as iovecs),
+//! writes them its own way, and reports how many bytes the kernel took.
 
 use std::collections::VecDeque;
-use std::io;
-use std::os::fd::RawFd;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::sys::send_vectored_nonblocking;
 use crate::proto::frame::{encode_frame, OpCode};
-
-/// Result of a flush attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flush {
-    /// Everything queued has been written.
-    Done,
-    /// The socket buffer is full; wait for writability and flush again.
-    Blocked,
-}
 
 /// Frames waiting to be written to one connection.
 #[derive(Debug, Default)]
@@ -43,9 +32,7 @@ impl Outbound {
 
     /// Queues a pre-encoded frame (shared with other connections, not copied).
     pub fn push_shared(&mut self, frame: Bytes) {
-        if !self.tail.is_empty() {
-            self.frames.push_back(self.tail.split().freeze());
-        }
+        self.seal();
         self.queued_bytes += frame.len();
         self.frames.push_back(frame);
     }
@@ -57,25 +44,43 @@ impl Outbound {
         self.queued_bytes += self.tail.len() - before;
     }
 
-    /// Writes as much as the socket takes. The owner drops a drained queue (see
-    /// `ConnState::flush`), so an idle connection holds no write buffer.
-    pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
-        while self.queued_bytes > 0 {
-            let chunks = self
-                .frames
-                .iter()
-                .map(|b| b.as_ref())
-                .chain(std::iter::once(self.tail.as_ref()));
-            let written = send_vectored_nonblocking(fd, chunks)?;
-            if written == 0 {
-                return Ok(Flush::Blocked);
-            }
-            self.consume(written);
-        }
-        Ok(Flush::Done)
+    /// The queued bytes in order, as slices (for a vectored write that completes at once).
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.frames
+            .iter()
+            .map(|b| b.as_ref())
+            .chain(std::iter::once(self.tail.as_ref()))
+            .filter(|c| !c.is_empty())
     }
 
-    fn consume(&mut self, mut written: usize) {
+    /// Moves the coalescing tail into the frame list, so that every queued byte sits in a
+    /// buffer that never moves until consumed: what an asynchronous write needs while it is in
+    /// flight (frames queued meanwhile go into a fresh tail).
+    pub fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            self.frames.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// Points `iovecs` at the queued bytes, in order (at most `iovecs.len()` chunks); returns
+    /// how many were filled and the bytes they cover. Call [`Outbound::seal`] first when the
+    /// write outlives this borrow.
+    pub fn fill_iovecs(&self, iovecs: &mut [libc::iovec]) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut count = 0;
+        for (slot, chunk) in iovecs.iter_mut().zip(self.chunks()) {
+            *slot = libc::iovec {
+                iov_base: chunk.as_ptr() as *mut _,
+                iov_len: chunk.len(),
+            };
+            bytes += chunk.len();
+            count += 1;
+        }
+        (count, bytes)
+    }
+
+    /// Drops the first `written` bytes (what the kernel took).
+    pub fn consume(&mut self, mut written: usize) {
         self.queued_bytes -= written;
         while written > 0 {
             match self.frames.front_mut() {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
-use super::core::{run_core, CoreCtx};
+use super::core::CoreCtx;
+use super::run::run_core;
 use super::{ServerError, Shared};
 use crate::config::IoMode;
 use crate::handler::Handler;
@@ -18,8 +19,8 @@ const URING_ENTRIES: u32 = 4096;
 /// core (an IPI per completion, very costly in VMs) just to post completions; they are posted
 /// at the core's next syscall or wait instead. Kernels before 5.19 reject the flag, and the
 /// ring is then set up without it.
-fn uring_builder(cooperative: bool) -> io_uring::Builder {
-    let mut builder = io_uring::IoUring::builder();
+fn uring_builder(cooperative: bool) -> io_uring_monoio::Builder {
+    let mut builder = io_uring_monoio::IoUring::builder();
     if cooperative {
         builder.setup_coop_taskrun().setup_taskrun_flag();
     }
@@ -43,9 +44,10 @@ pub fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::Ti
 /// The driver the cores actually run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoDriver {
-    /// Linux io_uring.
+    /// Linux io_uring: monoio on io_uring, and open connections on the native io_uring data
+    /// path (multishot recv into a provided-buffer ring, batched sends).
     IoUring,
-    /// monoio's legacy epoll driver.
+    /// epoll: monoio's legacy driver, and open connections on the epoll readiness set.
     Epoll,
 }
 
@@ -59,14 +61,18 @@ impl IoDriver {
     }
 }
 
-/// Resolves the `io` setting once for the whole process, probing io_uring where asked. The
+/// Resolves the `io` setting once for the whole process, probing (where asked) that monoio's
+/// io_uring runtime builds and that the kernel has what the io_uring data path needs. The
 /// fallback is announced in one log line, not once per core.
 pub fn choose_driver(mode: IoMode) -> Result<IoDriver, ServerError> {
     if mode == IoMode::Epoll {
         return Ok(IoDriver::Epoll);
     }
-    match build_uring_runtime() {
-        Ok(_) => Ok(IoDriver::IoUring),
+    let probed = build_uring_runtime()
+        .map_err(|e| format!("cannot build an io_uring runtime: {e}"))
+        .and_then(|_| super::uring::probe());
+    match probed {
+        Ok(()) => Ok(IoDriver::IoUring),
         Err(error) if mode == IoMode::Auto => {
             tracing::warn!(event = "io_fallback", %error, "io_uring is unavailable; falling back to the epoll driver");
             Ok(IoDriver::Epoll)
@@ -101,7 +107,7 @@ pub fn run_core_thread<H: Handler>(
                     .map_err(|source| ServerError::Runtime { core: index, source })?,
             );
         }
-        run_core(core, bound)
+        run_core(core, driver, bound)
             .await
             .map_err(|source| ServerError::Runtime { core: index, source })
     };

@@ -1,5 +1,5 @@
 //! The handshake task of an accepted socket: read the request head, answer plain HTTP through
-//! the router or validate the upgrade, then hand the socket to the core's reactor.
+//! the router or validate the upgrade, then hand the socket to the core's data path.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -8,13 +8,13 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::conn_state::{OpenParts, PeerClose};
+use super::conn::{OpenParts, PeerClose};
 use super::core::CoreCtx;
-use super::reactor::open_connection;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
 use super::LimitHit;
-use crate::handler::{ConnMeta, Handler};
+use crate::api::ConnMeta;
+use crate::handler::Handler;
 use crate::metrics::Counter;
 use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
 use crate::proto::session::{Role, Session};
@@ -58,7 +58,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
     let session = Session::new(Role::Server, config.max_message_size);
     let handshake_us = accepted_at.elapsed().as_micros() as u64;
-    // From here the engine owns the socket: the core's reactor drives it while it is open.
+    // From here the engine owns the socket: the core's data path drives it while it is open.
     let fd = stream.into_raw_fd();
     let parts = Box::new(OpenParts {
         session,
@@ -81,7 +81,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     // Frames that came with the request are fed to the session before anything else is read.
     let early = buffer.split_off(request.head_len);
     drop((request, buffer));
-    open_connection(&core, id, fd, early);
+    core.opened(id, early);
 }
 
 /// Decides an upgrade: path, RFC 6455 rules, shutdown, and the connection limits.

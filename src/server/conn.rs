@@ -1,122 +1,24 @@
-//! Per-core connection state: the slab of open connections, reached by the connections' I/O
-//! tasks, the timer pass and the handlers on the same core.
+//! Per-core connection state: one [`ConnState`] per open connection, stored inline in the
+//! core's slab ([`Connections`]). This is the per-connection state machine both data paths drive:
+//! it holds the decoder, the outbound queue, the close decisions and the liveness tick, and
+//! makes no system call; the drivers move bytes between it and the kernel.
 
 use std::cell::{Cell, RefCell};
-use std::fmt;
 use std::future::{poll_fn, Future};
 use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
 
-use super::outbound::{Flush, Outbound};
-use super::sys::send_nonblocking;
-use crate::handler::{ConnMeta, Message, SendError};
+use super::outbound::Outbound;
+use crate::api::{ConnId, ConnMeta, ConnStats, Message, SendError};
+use crate::metrics::{Counter, Registry};
 use crate::proto::close::{close_payload, CloseCode};
 use crate::proto::frame::OpCode;
 use crate::proto::session::Session;
 use crate::timer::TimerKey;
-
-/// A connection's identity: its core, its slab key there, and a per-core generation so that a
-/// reused slot is never mistaken for the connection that held it before.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId {
-    core: u16,
-    key: u32,
-    generation: u64,
-}
-
-impl ConnId {
-    /// The core the connection lives on.
-    pub fn core(self) -> usize {
-        self.core as usize
-    }
-
-    /// The slab key within its core.
-    pub fn key(self) -> usize {
-        self.key as usize
-    }
-
-    /// The per-core generation that tells reused slots apart.
-    pub(crate) fn generation(self) -> u64 {
-        self.generation
-    }
-
-    /// A process-wide unique number: core in the top 16 bits, generation below.
-    pub fn as_u64(self) -> u64 {
-        ((self.core as u64) << 48) | (self.generation & ((1 << 48) - 1))
-    }
-}
-
-impl fmt::Display for ConnId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_u64())
-    }
-}
-
-/// Messages and bytes a connection has received and sent (payload bytes).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ConnStats {
-    /// Data messages received.
-    pub messages_in: u64,
-    /// Data messages queued for sending.
-    pub messages_out: u64,
-    /// Payload bytes received.
-    pub bytes_in: u64,
-    /// Payload bytes queued for sending.
-    pub bytes_out: u64,
-}
-
-/// Who or what ended a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClosedBy {
-    /// The client sent a close frame.
-    Client,
-    /// The application (a handler) closed it.
-    Server,
-    /// It stopped answering heartbeats, or was idle past the idle timeout.
-    Heartbeat,
-    /// The peer broke the protocol, the socket failed, or a timeout fired.
-    Error,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl ClosedBy {
-    /// The lower-case name used in logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClosedBy::Client => "client",
-            ClosedBy::Server => "server",
-            ClosedBy::Heartbeat => "heartbeat",
-            ClosedBy::Error => "error",
-            ClosedBy::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Everything known about a connection when it ends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseInfo {
-    /// Who ended it.
-    pub closed_by: ClosedBy,
-    /// The close code we sent, if we sent a close frame.
-    pub code_sent: Option<CloseCode>,
-    /// The reason we sent.
-    pub reason_sent: String,
-    /// The close code the peer sent (`Some(1005)` for a close frame without a code).
-    pub code_received: Option<CloseCode>,
-    /// The reason the peer sent.
-    pub reason_received: String,
-    /// The error class (`protocol_error`, `reset`, `close_timeout`, ...) when `closed_by` is `Error`.
-    pub error: Option<&'static str>,
-    /// How long the connection was open.
-    pub duration: Duration,
-    /// Its counters.
-    pub stats: ConnStats,
-}
 
 /// Why the engine itself (not the peer, not a handler) ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +31,17 @@ pub(crate) enum EngineClose {
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
+    /// The handler panicked while handling this connection (closed with 1011).
+    HandlerPanic,
 }
+
+/// How many low bits of a connection's generation the drivers' tokens carry.
+pub(crate) const GENERATION_BITS: u32 = 28;
+const GENERATION_MASK: u32 = (1 << GENERATION_BITS) - 1;
+
+/// A queue holding at most this many bytes counts as empty when a message is admitted: a few
+/// pending control frames (pongs, a ping) never turn a large message into a slow consumer.
+const CONTROL_SLACK: usize = 256;
 
 /// An empty ping, the heartbeat probe.
 const PING_FRAME: &[u8] = &[0x89, 0x00];
@@ -158,9 +70,44 @@ struct SentClose {
     reason: String,
 }
 
-/// One open connection's state, stored inline in its core's slab. The reactor, the closing
-/// task and the handlers reach it through [`Connections::with`]; nothing here is shared across
-/// cores.
+/// Per-connection flags the data path keeps (each driver uses its own subset).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IoFlags(u8);
+
+impl IoFlags {
+    /// epoll: the socket may have unread bytes (an edge was seen and not yet read to the end).
+    pub const READ_READY: IoFlags = IoFlags(1);
+    /// epoll: the last flush hit a full socket buffer; wait for writability.
+    pub const WRITE_BLOCKED: IoFlags = IoFlags(2);
+    /// epoll: the peer shut its sending side (EPOLLRDHUP): read on until end of stream.
+    pub const PEER_SHUT: IoFlags = IoFlags(4);
+    /// io_uring: a multishot recv is armed for this connection.
+    pub const RECV_ARMED: IoFlags = IoFlags(8);
+    /// io_uring: a send is in flight (its buffers must not move).
+    pub const SEND_IN_FLIGHT: IoFlags = IoFlags(16);
+    /// io_uring: the recv was cancelled to pause reading (replies pending) or to end.
+    pub const RECV_CANCELLED: IoFlags = IoFlags(32);
+    /// The open phase is over; the socket has been handed to the closing phase.
+    pub const HANDED_OFF: IoFlags = IoFlags(64);
+
+    /// Whether every bit of `flag` is set.
+    pub fn has(self, flag: IoFlags) -> bool {
+        self.0 & flag.0 == flag.0
+    }
+
+    /// Sets or clears `flag`.
+    pub fn set(&mut self, flag: IoFlags, on: bool) {
+        if on {
+            self.0 |= flag.0;
+        } else {
+            self.0 &= !flag.0;
+        }
+    }
+}
+
+/// One open connection's state, stored inline in its core's slab. The drivers, the closing
+/// task, the timer pass and the handlers reach it through [`Connections::with`]; nothing here
+/// is shared across cores.
 ///
 /// It is kept small on purpose: queues, close details and unfinished frames are boxed and
 /// exist only while in use, so an idle connection costs its slab entry and its boxed decoder.
@@ -173,12 +120,8 @@ pub struct ConnState {
     /// The heartbeat/idle timer, while armed.
     pub(crate) timer: Option<TimerKey>,
     fd: RawFd,
-    /// The socket may have unread bytes (an edge was seen and not yet read to the end).
-    pub(crate) read_ready: bool,
-    /// The last flush hit a full socket buffer; wait for writability before reading more.
-    pub(crate) write_blocked: bool,
-    /// The open phase is over; the closing task owns the socket now.
-    pub(crate) handed_off: bool,
+    /// The data path's view of the socket.
+    pub(crate) io: IoFlags,
     needs_service: bool,
     listed: bool,
     engine_close: Option<EngineClose>,
@@ -216,7 +159,7 @@ impl ConnState {
     }
 
     /// Encodes and queues a data message (`max_queued` is the slow-consumer cap).
-    pub fn send_message(&mut self, message: Message<'_>, max_queued: usize) -> Result<(), SendError> {
+    fn send_message(&mut self, message: Message<'_>, max_queued: usize) -> Result<usize, SendError> {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
@@ -224,23 +167,25 @@ impl ConnState {
         self.admit(payload.len(), max_queued)?;
         self.queue().push_frame(opcode, payload);
         self.count_out(payload.len());
-        Ok(())
+        self.request_service();
+        Ok(payload.len())
     }
 
-    /// Queues a pre-encoded data frame (shared, not copied) and asks the reactor to flush it.
-    pub fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<(), SendError> {
+    /// Queues a pre-encoded data frame (shared, not copied) and asks the driver to flush it.
+    fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<usize, SendError> {
         let len = frame.len();
         self.admit(len, max_queued)?;
         self.queue().push_shared(frame);
         self.count_out(len);
         self.request_service();
-        Ok(())
+        Ok(len)
     }
 
     /// Queues a pong answering a ping (allowed until our close frame is queued).
     pub(crate) fn send_pong(&mut self, payload: &[u8]) {
         if !self.close_sent() {
             self.queue().push_frame(OpCode::Pong, payload);
+            self.request_service();
         }
     }
 
@@ -265,20 +210,10 @@ impl ConnState {
         self.close(code, reason);
     }
 
-    /// Sends a heartbeat ping. With nothing else queued it is written straight from the timer
-    /// pass (no task wake-up); otherwise it is queued behind the pending frames.
+    /// Queues a heartbeat ping; the driver writes it with the turn's other sends.
     pub(crate) fn send_ping(&mut self) {
-        if self.close_sent() {
-            return;
-        }
-        let idle = self.outbound.is_none();
-        let written = if idle {
-            send_nonblocking(self.fd, PING_FRAME).unwrap_or(0)
-        } else {
-            0
-        };
-        if written < PING_FRAME.len() {
-            self.queue().push_shared(Bytes::from_static(&PING_FRAME[written..]));
+        if !self.close_sent() {
+            self.queue().push_shared(Bytes::from_static(PING_FRAME));
             self.request_service();
         }
     }
@@ -289,16 +224,21 @@ impl ConnState {
         self.stats.bytes_in += len as u64;
     }
 
-    /// Writes what is queued; the queue's memory is released once it is drained.
-    pub(crate) fn flush(&mut self) -> std::io::Result<Flush> {
-        let Some(outbound) = self.outbound.as_mut() else {
-            return Ok(Flush::Done);
-        };
-        let result = outbound.flush(self.fd);
-        if outbound.is_empty() {
-            self.outbound = None;
+    /// The outbound queue, if anything is queued. The driver writes from it and calls
+    /// [`ConnState::written`] with what the kernel took.
+    pub(crate) fn outbound_mut(&mut self) -> Option<&mut Outbound> {
+        self.outbound.as_deref_mut()
+    }
+
+    /// Drops `n` written bytes from the queue; the queue's memory is released once drained,
+    /// so an idle connection holds no write buffer.
+    pub(crate) fn written(&mut self, n: usize) {
+        if let Some(outbound) = self.outbound.as_mut() {
+            outbound.consume(n);
+            if outbound.is_empty() {
+                self.outbound = None;
+            }
         }
-        result
     }
 
     /// The socket descriptor.
@@ -310,7 +250,7 @@ impl ConnState {
         self.outbound.get_or_insert_with(Box::default)
     }
 
-    /// Asks the core's reactor to service this connection (flush, close, read on) soon.
+    /// Asks the core's driver to service this connection (flush, close, read on) soon.
     pub(crate) fn request_service(&mut self) {
         self.needs_service = true;
     }
@@ -321,12 +261,15 @@ impl ConnState {
     }
 
     /// Refuses sends after our close frame, and closes a connection whose queue would go over
-    /// `max_queued` (a consumer too slow to drain it) with 1008 instead of growing.
+    /// `max_queued` (a consumer too slow to drain it) with 1008 instead of growing. An empty
+    /// queue admits any message (its size is bounded by `max_message_size` or by the caller),
+    /// so one large message is never mistaken for a slow consumer.
     fn admit(&mut self, len: usize, max_queued: usize) -> Result<(), SendError> {
         if self.close_sent() {
             return Err(SendError::Closed(self.id));
         }
-        if self.queued_bytes() + len > max_queued {
+        let queued = self.queued_bytes();
+        if queued > CONTROL_SLACK && queued + len > max_queued {
             self.close_by_engine(
                 EngineClose::SlowConsumer,
                 CloseCode::POLICY,
@@ -349,22 +292,29 @@ pub struct Connections {
     max_queued_bytes: usize,
     slab: RefCell<Slab<ConnState>>,
     next_generation: Cell<u64>,
-    /// Connections that asked for service since the reactor last looked.
+    /// Connections that asked for service since the driver last looked.
     pending: RefCell<Vec<ConnId>>,
-    reactor: RefCell<Option<Waker>>,
+    driver: RefCell<Option<Waker>>,
+    /// Set by [`Connections::wake_driver`], consumed by [`Connections::service_requested`].
+    woken: Cell<bool>,
+    /// Where sends are counted (this core's block of counters).
+    registry: Registry,
 }
 
 impl Connections {
     /// An empty table for core `core`, with room reserved for `expected` connections (the
-    /// reservation is virtual memory; pages are touched only as connections arrive).
-    pub fn new(core: usize, max_queued_bytes: usize, expected: usize) -> Connections {
+    /// reservation is virtual memory; pages are touched only as connections arrive). Sends
+    /// are counted in `registry`'s block for this core.
+    pub fn new(core: usize, max_queued_bytes: usize, expected: usize, registry: Registry) -> Connections {
         Connections {
             core: core as u16,
             max_queued_bytes,
             slab: RefCell::new(Slab::with_capacity(expected)),
             next_generation: Cell::new(1),
             pending: RefCell::new(Vec::new()),
-            reactor: RefCell::new(None),
+            driver: RefCell::new(None),
+            woken: Cell::new(false),
+            registry,
         }
     }
 
@@ -374,20 +324,14 @@ impl Connections {
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
         self.next_generation.set(generation + 1);
-        let id = ConnId {
-            core: self.core,
-            key: entry.key() as u32,
-            generation,
-        };
+        let id = ConnId::new(self.core, entry.key() as u32, generation);
         entry.insert(ConnState {
             id,
             stats: ConnStats::default(),
             last_rx_tick: now_tick,
             timer: None,
             fd,
-            read_ready: false,
-            write_blocked: false,
-            handed_off: false,
+            io: IoFlags::default(),
             needs_service: false,
             listed: false,
             engine_close: None,
@@ -414,18 +358,26 @@ impl Connections {
         let result = f(state);
         if std::mem::take(&mut state.needs_service) && !std::mem::replace(&mut state.listed, true) {
             self.pending.borrow_mut().push(id);
-            if let Some(reactor) = self.reactor.borrow().as_ref() {
-                reactor.wake_by_ref();
-            }
+            self.wake_driver();
         }
         Some(result)
     }
 
-    /// The connection registered under an epoll token, if it is still the same connection.
-    pub(crate) fn by_token(&self, token: u64) -> Option<ConnId> {
+    /// Wakes the core's driver task if it is waiting (new work was queued for it).
+    pub(crate) fn wake_driver(&self) {
+        self.woken.set(true);
+        if let Some(driver) = self.driver.borrow().as_ref() {
+            driver.wake_by_ref();
+        }
+    }
+
+    /// The connection in slab slot `key`, if the low [`GENERATION_BITS`] of its generation
+    /// are those of `generation` (how the drivers' tokens and completion tags name a
+    /// connection, so that a stale one never reaches the slot's next occupant).
+    pub(crate) fn by_slot(&self, key: usize, generation: u32) -> Option<ConnId> {
         let slab = self.slab.borrow();
-        let state = slab.get((token >> 32) as usize)?;
-        (state.id.generation as u32 == token as u32).then_some(state.id)
+        let state = slab.get(key)?;
+        (state.id.generation() as u32 & GENERATION_MASK == generation & GENERATION_MASK).then_some(state.id)
     }
 
     /// Whether some connection is waiting for service.
@@ -444,30 +396,40 @@ impl Connections {
         }
     }
 
-    /// Resolves when some connection asked for service (registering the reactor's waker).
+    /// Resolves when some connection asked for service or [`Connections::wake_driver`] was
+    /// called since the last time (registering the driver's waker).
     pub(crate) fn service_requested(&self) -> impl Future<Output = ()> + '_ {
         poll_fn(move |cx| {
-            if self.has_pending() {
+            if self.woken.take() || self.has_pending() {
                 return Poll::Ready(());
             }
-            let mut reactor = self.reactor.borrow_mut();
-            if reactor.is_none() {
-                *reactor = Some(cx.waker().clone());
+            let mut driver = self.driver.borrow_mut();
+            match driver.as_ref() {
+                Some(waker) if waker.will_wake(cx.waker()) => {}
+                _ => *driver = Some(cx.waker().clone()),
             }
             Poll::Pending
         })
     }
 
-    /// Queues a data message to a connection.
+    /// Queues a data message to a connection, counting it in the core's counters.
     pub fn send_message(&self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
-        self.with(id, |c| c.send_message(message, self.max_queued_bytes))
-            .unwrap_or(Err(SendError::Closed(id)))
+        let sent = self.with(id, |c| c.send_message(message, self.max_queued_bytes));
+        self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
-    /// Queues a pre-encoded frame to a connection.
+    /// Queues a pre-encoded frame to a connection, counting it in the core's counters.
     pub fn send_frame(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
-        self.with(id, |c| c.send_frame(frame, self.max_queued_bytes))
-            .unwrap_or(Err(SendError::Closed(id)))
+        let sent = self.with(id, |c| c.send_frame(frame, self.max_queued_bytes));
+        self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
+    }
+
+    fn count_sent(&self, sent: Result<usize, SendError>) -> Result<(), SendError> {
+        let len = sent?;
+        let counters = self.registry.core(self.core as usize);
+        counters.inc(Counter::MessagesOut);
+        counters.add(Counter::BytesOut, len as u64);
+        Ok(())
     }
 
     /// Ids of every open connection.
@@ -502,7 +464,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
-        let conns = Connections::new(3, 1024, 0);
+        let conns = Connections::new(3, 1024, 0, Registry::new(4));
         let first = conns.insert(-1, 0, parts());
         conns.remove(first).unwrap();
         let second = conns.insert(-1, 0, parts());
@@ -520,11 +482,11 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
-        let conns = Connections::new(0, 64, 0);
+        let conns = Connections::new(0, 1024, 0, Registry::new(1));
         let id = conns.insert(-1, 0, parts());
-        conns.send_message(id, Message::Binary(&[0; 40])).unwrap();
+        conns.send_message(id, Message::Binary(&[0; 300])).unwrap();
         assert_eq!(
-            conns.send_message(id, Message::Binary(&[0; 40])),
+            conns.send_message(id, Message::Binary(&[0; 800])),
             Err(SendError::SlowConsumer(id))
         );
         let (why, code) = conns
@@ -538,8 +500,20 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_queue_admits_a_message_larger_than_the_cap() {
+        let registry = Registry::new(1);
+        let conns = Connections::new(0, 1024, 0, registry.clone());
+        let id = conns.insert(-1, 0, parts());
+        conns.with(id, |c| c.send_pong(b"pending control frame"));
+        conns.send_message(id, Message::Binary(&[7; 4096])).unwrap();
+        assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None);
+        assert_eq!(registry.total(Counter::MessagesOut), 1);
+        assert_eq!(registry.total(Counter::BytesOut), 4096);
+    }
+
+    #[test]
     fn nothing_is_queued_after_close() {
-        let conns = Connections::new(0, 1024, 0);
+        let conns = Connections::new(0, 1024, 0, Registry::new(1));
         let id = conns.insert(-1, 0, parts());
         conns.send_message(id, Message::Text("a")).unwrap();
         conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
@@ -555,7 +529,7 @@ mod tests {
 
     #[test]
     fn a_connection_asks_the_reactor_once_until_serviced() {
-        let conns = Connections::new(0, 1024, 0);
+        let conns = Connections::new(0, 1024, 0, Registry::new(1));
         let id = conns.insert(-1, 0, parts());
         conns.send_frame(id, Bytes::from_static(b"a")).unwrap();
         conns.send_frame(id, Bytes::from_static(b"b")).unwrap();
@@ -567,14 +541,15 @@ mod tests {
         conns.take_pending(&mut pending);
         assert_eq!(pending, vec![id], "listed again after being taken");
         let other = conns.insert(-1, 0, parts());
-        assert_eq!(conns.by_token(crate::server::reactor::token(other)), Some(other));
+        let slot = (other.key(), other.generation() as u32);
+        assert_eq!(conns.by_slot(slot.0, slot.1), Some(other));
         conns.remove(other);
-        assert_eq!(conns.by_token(crate::server::reactor::token(other)), None);
+        assert_eq!(conns.by_slot(slot.0, slot.1), None);
     }
 
     #[test]
     fn an_idle_connection_holds_no_queue() {
-        let conns = Connections::new(0, 1024, 0);
+        let conns = Connections::new(0, 1024, 0, Registry::new(1));
         let id = conns.insert(-1, 0, parts());
         assert!(conns
             .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())

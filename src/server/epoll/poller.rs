@@ -1,4 +1,4 @@
-//! A per-core readiness set for open connections: one edge-triggered epoll registration per
+//! The epoll data path's readiness set: one edge-triggered epoll registration per
 //! socket, kept for the connection's whole open phase.
 //!
 //! Why not one monoio readiness future per connection: an io_uring poll is one-shot, so it is
@@ -21,6 +21,9 @@ pub struct Readiness {
     pub token: u64,
     /// Readable, or the peer closed or reset (a read will tell which).
     pub readable: bool,
+    /// The peer shut its sending side or the socket failed: read on until end of stream,
+    /// even after a short read (edge-triggered: no further edge will come).
+    pub peer_shut: bool,
     /// Writable again (or failed: a write will tell).
     pub writable: bool,
 }
@@ -98,6 +101,7 @@ impl Poller {
             Readiness {
                 token: event.u64,
                 readable: bits & ((libc::EPOLLIN | libc::EPOLLRDHUP) as u32 | closed) != 0,
+                peer_shut: bits & (libc::EPOLLRDHUP as u32 | closed) != 0,
                 writable: bits & (libc::EPOLLOUT as u32 | closed) != 0,
             }
         }));

@@ -1,0 +1,71 @@
+//! [`ConnMeta`]: what the engine kept from a connection's upgrade request.
+
+use std::net::SocketAddr;
+
+/// What the engine knows about a connection from its upgrade request.
+///
+/// Stored compactly (it lives as long as the connection): the request target in one
+/// allocation, the subprotocol and kept headers only when present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnMeta {
+    peer: SocketAddr,
+    target: Box<str>,
+    path_len: u32,
+    protocol: Option<Box<str>>,
+    headers: Box<[(Box<str>, Box<str>)]>,
+}
+
+impl ConnMeta {
+    /// Metadata for a connection from `peer` that requested `path` (and `query`).
+    pub fn new(
+        peer: SocketAddr,
+        path: &str,
+        query: Option<&str>,
+        protocol: Option<String>,
+        headers: Vec<(String, String)>,
+    ) -> ConnMeta {
+        let target = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        ConnMeta {
+            peer,
+            target: target.into_boxed_str(),
+            path_len: path.len() as u32,
+            protocol: protocol.map(String::into_boxed_str),
+            headers: headers
+                .into_iter()
+                .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
+                .collect(),
+        }
+    }
+
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The request path (without the query).
+    pub fn path(&self) -> &str {
+        &self.target[..self.path_len as usize]
+    }
+
+    /// The query string, if any.
+    pub fn query(&self) -> Option<&str> {
+        let path_len = self.path_len as usize;
+        (self.target.len() > path_len).then(|| &self.target[path_len + 1..])
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The kept header `name` (case-insensitive; see the `keep_headers` setting).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &**v)
+    }
+}

@@ -1,0 +1,95 @@
+//! What both data paths do with the bytes a connection sends: feed them to its session and act
+//! on each event (messages to the handler, pings answered, a close frame recorded and
+//! answered). All protocol decisions belong to `proto`; this file moves decoded events between
+//! the session, the handler and the connection's state.
+
+use super::conn::OpenParts;
+use super::core::CoreCtx;
+use crate::api::{ConnId, Message};
+use crate::handler::Handler;
+use crate::metrics::Counter;
+use crate::proto::close::CloseCode;
+use crate::proto::session::{Event, MessageKind, ProtocolError};
+
+/// Starts the open phase of a freshly upgraded connection: `on_open`, then the frames that came
+/// with the request. The driver registers the socket afterwards.
+pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8]) -> Result<(), ProtocolError> {
+    let Some(Some(mut parts)) = core.conns.with(id, |c| c.parts.take()) else {
+        return Ok(());
+    };
+    core.call_handler(id, |handler| handler.on_open(&mut core.context(id, &parts.meta)));
+    let result = if early.is_empty() {
+        Ok(())
+    } else {
+        decode(core, id, &mut parts, early)
+    };
+    core.conns.with(id, |c| c.parts = Some(parts));
+    result
+}
+
+/// Feeds bytes the connection sent (read by the driver) to its session and acts on every
+/// event; also moves the connection's "last heard" tick. Data after our close frame is dropped.
+pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8]) -> Result<(), ProtocolError> {
+    let now = core.now_tick();
+    let Some(Some(mut parts)) = core.conns.with(id, |c| {
+        c.last_rx_tick = now;
+        c.parts.take()
+    }) else {
+        return Ok(());
+    };
+    let result = decode(core, id, &mut parts, bytes);
+    core.conns.with(id, |c| c.parts = Some(parts));
+    result
+}
+
+/// Decodes `bytes` with the connection's session (lent out of its slab entry, so that the
+/// handler can reach the slab meanwhile). A panicking handler is contained by
+/// [`CoreCtx::call_handler`]: the connection is then closed with 1011 and the rest of the
+/// input is dropped.
+pub(crate) fn decode<H: Handler>(
+    core: &CoreCtx<H>,
+    id: ConnId,
+    parts: &mut OpenParts,
+    bytes: &mut [u8],
+) -> Result<(), ProtocolError> {
+    let conns = &core.conns;
+    let counters = core.counters();
+    let OpenParts {
+        session,
+        meta,
+        peer_close,
+    } = parts;
+    let decoded = core.call_handler(id, |handler| {
+        session.feed(bytes, &mut |event| match event {
+            Event::Message { kind, payload } => {
+                let open = conns.with(id, |c| {
+                    let open = !c.close_sent();
+                    if open {
+                        c.count_in(payload.len());
+                    }
+                    open
+                });
+                if open == Some(true) {
+                    counters.inc(Counter::MessagesIn);
+                    counters.add(Counter::BytesIn, payload.len() as u64);
+                    let message = match kind {
+                        // SAFETY: the session validated this payload as UTF-8 before reporting it as text.
+                        MessageKind::Text => Message::Text(unsafe { std::str::from_utf8_unchecked(payload) }),
+                        MessageKind::Binary => Message::Binary(payload),
+                    };
+                    handler.on_message(&mut core.context(id, meta), message);
+                }
+            }
+            Event::Ping(payload) => {
+                conns.with(id, |c| c.send_pong(payload));
+            }
+            Event::Pong(_) => {}
+            Event::Close(frame) => {
+                peer_close.code = Some(frame.code.unwrap_or(CloseCode::NO_STATUS));
+                peer_close.reason = frame.reason.to_owned();
+                conns.with(id, |c| c.close(frame.reply_code(), ""));
+            }
+        })
+    });
+    decoded.unwrap_or(Ok(()))
+}

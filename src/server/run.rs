@@ -1,0 +1,103 @@
+//! One core's life: its data path, its accept loops and its timer pass, then the graceful
+//! shutdown.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::net::TcpListener;
+
+use super::conn::EngineClose;
+use super::core::CoreCtx;
+use super::runtime::IoDriver;
+use super::sched::either;
+use super::upgrade::serve;
+use super::{epoll, uring};
+use crate::handler::Handler;
+use crate::metrics::Counter;
+use crate::proto::close::CloseCode;
+
+/// Runs one core until shutdown: the data path, the accept loops and the timer pass, then the
+/// drain.
+pub(crate) async fn run_core<H: Handler>(
+    core: Rc<CoreCtx<H>>,
+    driver: IoDriver,
+    listeners: Vec<TcpListener>,
+) -> std::io::Result<()> {
+    let _data_path = match driver {
+        IoDriver::IoUring => {
+            let config = &core.shared.config;
+            let sizes = uring::RingSizes {
+                cq_entries: config.uring_cq_entries,
+                buffers: config.uring_buffers,
+                buffer_size: config.uring_buffer_size,
+            };
+            monoio::spawn(uring::start(core.clone(), sizes)?)
+        }
+        IoDriver::Epoll => monoio::spawn(epoll::start(core.clone())?),
+    };
+    let _timer_pass = monoio::spawn(timer_loop(core.clone()));
+    let accepts: Vec<_> = listeners
+        .into_iter()
+        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
+        .collect();
+    core.shutdown.wait().await;
+    for accept in accepts {
+        accept.await;
+    }
+    let code = CloseCode(core.shared.config.shutdown_close_code);
+    let reason = if code == CloseCode::SERVICE_RESTART {
+        "service restart"
+    } else {
+        "going away"
+    };
+    for id in core.conns.ids() {
+        core.conns
+            .with(id, |c| c.close_by_engine(EngineClose::Shutdown, code, reason));
+    }
+    if core.conns.is_empty() {
+        core.drained.fire();
+    }
+    let drained = monoio::time::timeout(core.shared.config.shutdown_timeout, core.drained.wait()).await;
+    if drained.is_err() {
+        tracing::warn!(
+            event = "shutdown_timeout",
+            core = core.index,
+            open = core.conns.len(),
+            "closing remaining connections"
+        );
+    }
+    Ok(())
+}
+
+/// One expiry pass per tick.
+async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
+    let tick = core.shared.config.timer_tick;
+    let mut due = Vec::new();
+    loop {
+        monoio::time::sleep(tick).await;
+        core.timer_pass(&mut due);
+    }
+}
+
+async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
+    loop {
+        let accepted = std::cell::Cell::new(None);
+        either(core.shutdown.wait(), async {
+            accepted.set(Some(listener.accept().await))
+        })
+        .await;
+        match accepted.take() {
+            None => return,
+            Some(Ok((stream, peer))) => {
+                core.counters().inc(Counter::Accepted);
+                monoio::spawn(serve(core.clone(), stream, peer));
+            }
+            Some(Err(error)) => {
+                // Typically EMFILE/ENFILE: back off briefly instead of spinning.
+                core.counters().inc(Counter::AcceptErrors);
+                tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
