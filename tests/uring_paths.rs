@@ -77,7 +77,7 @@ const BIG: usize = 24 << 20;
 
 /// A client that asks for a 24 MiB echo and does not read it: the server's send stays in flight.
 fn stalled_big_echo(server: &ServerProcess) -> RawWs {
-    let mut ws = RawWs::connect(server, "/", &[]);
+    let ws = RawWs::connect(server, "/", &[]);
     let mut writer = ws.stream.try_clone().unwrap();
     let payload: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
     std::thread::spawn(move || writer.write_all(&client_frame(0x82, &payload)).unwrap())
