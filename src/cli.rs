@@ -89,6 +89,9 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Bytes of log lines buffered for the stderr writer thread; lines beyond are dropped.
+    #[arg(long, value_name = "BYTES")]
+    log_buffer_bytes: Option<usize>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -96,7 +99,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Args {
-    /// The effective configuration: embedded default, then `--config`, then flags.
+    /// The effective configuration: embedded default, then `--config`, then flags; validated
+    /// once all are applied.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         if self.print_default_config {
             print!("{}", ringcast::config::DEFAULT_CONFIG_TOML);
@@ -133,6 +137,7 @@ impl Args {
         set(&mut config.close_timeout, self.close_timeout);
         set(&mut config.log_level, self.log_level);
         set(&mut config.log_format, self.log_format);
+        set(&mut config.log_buffer_bytes, self.log_buffer_bytes);
         config.validate()?;
         Ok(config)
     }
