@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,12 +15,21 @@ pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The server's stderr while nobody reads it (see `start_with_stderr_unread`).
+    unread_stderr: Mutex<Option<ChildStderr>>,
 }
 
 impl ServerProcess {
     /// Starts the binary with `--listen 127.0.0.1:0 --io <driver>` plus `args` (one core unless
-    /// `args` name `--cores`).
+    /// `args` name `--cores`), collecting its log lines.
     pub fn start(driver: &str, args: &[&str]) -> ServerProcess {
+        let server = ServerProcess::start_with_stderr_unread(driver, args);
+        server.read_stderr();
+        server
+    }
+
+    /// Like `start`, but nothing reads the server's stderr (a pipe) until `read_stderr`.
+    pub fn start_with_stderr_unread(driver: &str, args: &[&str]) -> ServerProcess {
         let cores: &[&str] = if args.contains(&"--cores") {
             &[]
         } else {
@@ -48,15 +57,26 @@ impl ServerProcess {
             line.contains(if driver == "uring" { "(io_uring)" } else { "(epoll)" }),
             "{line}"
         );
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().unwrap();
+        let unread_stderr = Mutex::new(child.stderr.take());
+        ServerProcess {
+            child,
+            addr,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            unread_stderr,
+        }
+    }
+
+    /// Starts collecting the server's log lines (once; later calls do nothing).
+    pub fn read_stderr(&self) {
+        let Some(stderr) = self.unread_stderr.lock().unwrap().take() else {
+            return;
+        };
+        let sink = self.logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        ServerProcess { child, addr, logs }
     }
 
     /// `ws://addr{path}`.
