@@ -94,20 +94,12 @@ impl ServerProcess {
 
     /// Sends a raw HTTP request and returns the whole response (the server closes after it).
     pub fn http(&self, request: &str) -> String {
-        let mut stream = self.tcp();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        String::from_utf8_lossy(&response).into_owned()
+        http_at(self.addr, request)
     }
 
     /// The value of one metric line, e.g. `ringcast_protocol_errors_total{code="1002"}`.
     pub fn metric(&self, series: &str) -> u64 {
-        let body = self.http("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
-            .map(|v| v as u64)
-            .unwrap_or(0)
+        metric_at(self.addr, series)
     }
 
     /// Log lines (JSON) printed so far.
@@ -163,6 +155,26 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends a raw HTTP request to any server at `addr` (in-process ones too) and returns the whole
+/// response (the server closes after it; reads give up after 10 s).
+pub fn http_at(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The value of one metric line scraped from `/metrics` at `addr` (0 when absent).
+pub fn metric_at(addr: SocketAddr, series: &str) -> u64 {
+    let body = http_at(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .unwrap_or(0)
 }
 
 /// A valid upgrade request for `path`.
