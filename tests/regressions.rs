@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -102,9 +102,7 @@ fn eof_right_behind_data_closes_the_connection_and_frees_its_slot() {
         for (i, client) in clients.iter_mut().enumerate() {
             let echo = client.read_frame().expect("the echo of the last frame");
             assert_eq!(echo.payload, format!("last words {i}").into_bytes(), "{driver}");
-            client.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let end = client.stream.read(&mut [0u8; 64]);
-            assert!(matches!(end, Ok(0)), "{driver}: client {i} expected EOF, got {end:?}");
+            client.expect_eof();
         }
         assert!(
             eventually(|| server.metric("ringcast_connections_open") == 0),

@@ -303,6 +303,14 @@ impl RawWs {
         })
     }
 
+    /// Asserts the server sends nothing more and closes TCP (EOF within 5 s, not a timeout).
+    pub fn expect_eof(&mut self) {
+        assert!(self.buffered.is_empty(), "bytes before EOF: {:?}", self.buffered);
+        self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let end = self.stream.read(&mut [0u8; 256]);
+        assert!(matches!(end, Ok(0)), "expected EOF, got {end:?}");
+    }
+
     /// Asserts the server's next frame is a close with `code`, then that it closes TCP.
     pub fn expect_close(&mut self, code: u16) {
         let frame = self.read_frame().expect("a close frame");
