@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ringcast::config::{Config, ConfigError, CoreSelection, IoMode, LogFormat};
+use ringcast::logging::{LogGuard, LogWriter};
 use tracing_subscriber::EnvFilter;
 
 /// ringcast: a thread-per-core io_uring WebSocket server.
@@ -98,6 +99,9 @@ pub struct Args {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Bytes of log lines buffered for the stderr writer thread; lines beyond are dropped.
+    #[arg(long, value_name = "BYTES")]
+    log_buffer_bytes: Option<usize>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -105,7 +109,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl Args {
-    /// The effective configuration: embedded default, then `--config`, then flags.
+    /// The effective configuration: embedded default, then `--config`, then flags; validated
+    /// once all are applied.
     pub fn into_config(self) -> Result<Config, ConfigError> {
         if self.print_default_config {
             print!("{}", ringcast::config::DEFAULT_CONFIG_TOML);
@@ -145,6 +150,7 @@ impl Args {
         set(&mut config.uring_cq_entries, self.uring_cq_entries);
         set(&mut config.uring_buffers, self.uring_buffers);
         set(&mut config.uring_buffer_size, self.uring_buffer_size);
+        set(&mut config.log_buffer_bytes, self.log_buffer_bytes);
         config.validate()?;
         Ok(config)
     }
@@ -156,23 +162,31 @@ fn set<T>(slot: &mut T, flag: Option<T>) {
     }
 }
 
-/// Installs the `tracing` subscriber: stderr, text or JSON, at the configured level.
-pub fn init_logging(config: &Config) -> Result<(), String> {
+/// Installs the `tracing` subscriber: text or JSON at the configured level, to stderr through
+/// the non-blocking writer (a blocked stderr drops lines instead of stalling a core). Keep the
+/// guard until exit: dropping it writes out what is still buffered.
+pub fn init_logging(config: &Config) -> Result<LogGuard, String> {
     let filter =
         EnvFilter::try_new(&config.log_level).map_err(|e| format!("invalid log level {:?}: {e}", config.log_level))?;
+    let (writer, guard) = LogWriter::stderr(config.log_buffer_bytes, config.log_format)
+        .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match config.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
     }
-    Ok(())
+    Ok(guard)
 }
 
-/// SIGTERM or SIGINT starts the graceful shutdown; a second one exits at once.
-pub fn install_signal_handlers(handle: ringcast::server::ShutdownHandle) -> std::io::Result<()> {
+/// How long a forced exit waits for buffered log lines (its own included) to reach stderr.
+const FORCED_EXIT_LOG_FLUSH: Duration = Duration::from_millis(500);
+
+/// SIGTERM or SIGINT starts the graceful shutdown; a second one exits at once (after at most
+/// [`FORCED_EXIT_LOG_FLUSH`] writing out buffered log lines through `logs`).
+pub fn install_signal_handlers(handle: ringcast::server::ShutdownHandle, logs: LogWriter) -> std::io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
     std::thread::Builder::new()
@@ -181,6 +195,7 @@ pub fn install_signal_handlers(handle: ringcast::server::ShutdownHandle) -> std:
             for signal in signals.forever() {
                 if handle.is_shutting_down() {
                     tracing::warn!(event = "shutdown_forced", signal, "second signal: exiting now");
+                    logs.flush(FORCED_EXIT_LOG_FLUSH);
                     std::process::exit(1);
                 }
                 tracing::info!(

@@ -7,11 +7,13 @@
 //! - [`handler`]: the callback API an application implements.
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.
+//! - [`logging`]: a log sink that never blocks the threads that log.
 //! - [`timer`]: the per-core timing wheel behind heartbeats and idle timeouts.
 
 pub mod api;
 pub mod config;
 pub mod handler;
+pub mod logging;
 pub mod metrics;
 pub mod proto;
 pub mod server;

@@ -2,10 +2,12 @@
 
 mod cli;
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ringcast::{EchoHandler, Server};
+use ringcast::logging::LogGuard;
+use ringcast::{Config, EchoHandler, Server};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -19,27 +21,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = cli::init_logging(&config) {
-        eprintln!("ringcast: {error}");
-        return ExitCode::from(2);
-    }
-    let running = match config.mode.as_str() {
-        "echo" => Server::new(config).start(|_core| EchoHandler),
-        other => {
-            eprintln!("ringcast: unknown mode {other:?}; available modes: echo");
+    let logs = match cli::init_logging(&config) {
+        Ok(logs) => logs,
+        Err(error) => {
+            eprintln!("ringcast: {error}");
             return ExitCode::from(2);
         }
     };
+    // `logs` is dropped after `serve` returns: that writes out the lines still buffered.
+    serve(config, &logs)
+}
+
+/// Runs the configured application until shutdown.
+fn serve(config: Config, logs: &LogGuard) -> ExitCode {
+    let running = match config.mode.as_str() {
+        "echo" => Server::new(config).start(|_core| EchoHandler),
+        other => return fail(logs, format!("unknown mode {other:?}; available modes: echo"), 2),
+    };
     let running = match running {
         Ok(running) => running,
-        Err(error) => {
-            eprintln!("ringcast: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return fail(logs, error, 1),
     };
-    if let Err(error) = cli::install_signal_handlers(running.shutdown_handle()) {
-        eprintln!("ringcast: cannot install signal handlers: {error}");
-        return ExitCode::FAILURE;
+    if let Err(error) = cli::install_signal_handlers(running.shutdown_handle(), logs.writer().clone()) {
+        return fail(logs, format!("cannot install signal handlers: {error}"), 1);
     }
     for addr in running.local_addrs() {
         // One line per address on stdout, so scripts and tests can find a port-0 listener.
@@ -50,9 +54,13 @@ fn main() -> ExitCode {
             tracing::info!(event = "stopped", "all cores have shut down");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            eprintln!("ringcast: {error}");
-            ExitCode::FAILURE
-        }
+        Err(error) => fail(logs, error, 1),
     }
+}
+
+/// Prints `ringcast: <error>` on stderr after the log lines logged before it.
+fn fail(logs: &LogGuard, error: impl Display, code: u8) -> ExitCode {
+    logs.flush(LogGuard::EXIT_FLUSH);
+    eprintln!("ringcast: {error}");
+    ExitCode::from(code)
 }

@@ -2,6 +2,7 @@
 
 mod cores;
 mod duration;
+mod validate;
 
 pub use duration::parse as parse_duration;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use cores::{CoreSelection, CoreSelectionError};
+pub use validate::{MIN_LOG_BUFFER, MIN_REQUEST_HEAD};
 
 /// The configuration compiled into the binary; see `src/config/default.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("default.toml");
@@ -75,6 +77,7 @@ pub struct Config {
     pub uring_cq_entries: u32,
     pub uring_buffers: u16,
     pub uring_buffer_size: u32,
+    pub log_buffer_bytes: usize,
 }
 
 /// A configuration that could not be read or does not make sense.
@@ -96,18 +99,27 @@ pub enum ConfigError {
         /// The parser's message, with line and column.
         message: String,
     },
-    /// A value that parses but cannot work.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
+    /// A value that parses but cannot work, or settings that contradict each other.
+    #[error("invalid configuration: {setting} {problem}")]
+    Invalid {
+        /// The setting (its key in the file) to change.
+        setting: &'static str,
+        /// What is wrong with it, with the values involved.
+        problem: String,
+    },
 }
 
 impl Config {
-    /// The embedded default configuration.
+    /// The embedded default configuration (valid as it is).
     pub fn embedded() -> Config {
-        Config::load(None).expect("the embedded default configuration is valid")
+        let config = Config::load(None).expect("the embedded default configuration parses");
+        config.validate().expect("the embedded default configuration is valid");
+        config
     }
 
-    /// The embedded default with the keys of `file` (if any) laid over it.
+    /// The embedded default with the keys of `file` (if any) laid over it. Only parsing is
+    /// checked here; call [`validate`](Config::validate) on the final configuration, once every
+    /// override (flags, code) has been applied.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut table = parse_table(DEFAULT_CONFIG_TOML, "the embedded default")?;
         if let Some(path) = file {
@@ -121,54 +133,10 @@ impl Config {
             }
         }
         let origin = file.map_or("the embedded default".to_owned(), |p| p.display().to_string());
-        let config: Config = table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+        table.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
             origin,
             message: e.to_string(),
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Checks the values that parse but cannot work.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.listen.is_empty() {
-            return Err(ConfigError::Invalid("listen needs at least one address".into()));
-        }
-        if self.max_message_size == 0 {
-            return Err(ConfigError::Invalid("max_message_size must be above 0".into()));
-        }
-        if self.max_request_head < 256 {
-            return Err(ConfigError::Invalid(
-                "max_request_head must be at least 256 bytes".into(),
-            ));
-        }
-        if self.timer_tick.is_zero() {
-            return Err(ConfigError::Invalid("timer_tick must be above 0".into()));
-        }
-        if !matches!(self.shutdown_close_code, 1001 | 1012) {
-            return Err(ConfigError::Invalid("shutdown_close_code must be 1001 or 1012".into()));
-        }
-        if !self.uring_buffers.is_power_of_two() || self.uring_buffers > 1 << 15 {
-            return Err(ConfigError::Invalid(
-                "uring_buffers must be a power of two from 1 to 32768".into(),
-            ));
-        }
-        if !(64..=1 << 20).contains(&self.uring_buffer_size) {
-            return Err(ConfigError::Invalid(
-                "uring_buffer_size must be from 64 bytes to 1 MiB".into(),
-            ));
-        }
-        if !(1..=1 << 20).contains(&self.uring_cq_entries) {
-            return Err(ConfigError::Invalid(
-                "uring_cq_entries must be from 1 to 1048576".into(),
-            ));
-        }
-        if self.ws_paths.iter().any(|p| p != "*" && !p.starts_with('/')) {
-            return Err(ConfigError::Invalid(
-                "each ws_paths entry must start with / (or be *)".into(),
-            ));
-        }
-        Ok(())
+        })
     }
 
     /// Whether an upgrade to `path` is served.
@@ -217,5 +185,20 @@ mod tests {
         assert!(err.contains("max_conections"), "{err}");
         let missing = Config::load(Some(&dir.join("missing.toml"))).unwrap_err().to_string();
         assert!(missing.contains("cannot read config file"), "{missing}");
+    }
+
+    #[test]
+    fn a_file_may_be_contradictory_until_an_override_repairs_it() {
+        let dir = std::env::temp_dir().join(format!("ringcast-config-repair-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("fast.toml");
+        std::fs::write(&file, "ping_interval = \"50ms\"\n").unwrap();
+        let mut config = Config::load(Some(&file)).expect("loading does not validate");
+        assert!(
+            config.validate().is_err(),
+            "a 100 ms tick cannot check a 50 ms interval"
+        );
+        config.timer_tick = Duration::from_millis(10);
+        config.validate().unwrap();
     }
 }

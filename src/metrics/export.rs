@@ -4,7 +4,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use super::{Counter, Registry};
 
-/// Renders `/metrics`: sums the per-core counters into a Prometheus recorder, then renders it.
+/// Renders `/metrics`: sums the per-core counters into a Prometheus recorder, adds the
+/// process-wide ones (log lines dropped), then renders it.
 ///
 /// It uses its own recorder rather than the global one, so several engines (tests) can live in
 /// one process and an application keeps the global recorder for itself.
@@ -33,6 +34,7 @@ impl PrometheusExport {
             }
             metrics::gauge!("ringcast_connections_open").set(registry.open_connections() as f64);
             metrics::gauge!("ringcast_cores").set(registry.core_count() as f64);
+            metrics::counter!("ringcast_log_lines_dropped_total").absolute(crate::logging::lines_dropped());
         });
         self.handle.render()
     }

@@ -64,7 +64,8 @@ async fn run_closing<H: Handler>(core: Rc<CoreCtx<H>>, id: ConnId, stream: io::R
     }
     let (closed_by, error) = classify(&core, id, &ending);
     let mut timed_out = false;
-    if let (Ok(stream), false) = (&stream, matches!(ending, Ending::Transport(_))) {
+    let socket_failed = matches!(ending, Ending::Transport(failure) if failure != TransportError::Eof);
+    if let (Ok(stream), false) = (&stream, socket_failed) {
         let io = ConnIo {
             core: &core,
             id,
@@ -81,13 +82,16 @@ async fn run_closing<H: Handler>(core: Rc<CoreCtx<H>>, id: ConnId, stream: io::R
 }
 
 /// Ends, on the spot, a connection whose close needs no waiting: the peer closed first (its
-/// close is answered and TCP closed), the peer is gone (heartbeat or idle timeout), or the
-/// socket failed. Gives the ending back when a closing task is needed after all: another kind
-/// of ending, or a close reply that does not fit in the socket buffer right now.
+/// close is answered and TCP closed), the peer only shut its sending side (what is queued for
+/// it still goes out), the peer is gone (heartbeat or idle timeout), or the socket failed.
+/// Gives the ending back when a closing task is needed after all: another kind of ending, or
+/// a reply that does not fit in the socket buffer right now.
 fn close_without_waiting<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd, ending: Ending) -> Option<Ending> {
     let answer_and_close = matches!(
         ending,
-        Ending::ClientClose | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle)
+        Ending::ClientClose
+            | Ending::Transport(TransportError::Eof)
+            | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle)
     );
     if !answer_and_close && !matches!(ending, Ending::Transport(_)) {
         return Some(ending);
@@ -205,10 +209,7 @@ fn classify<H>(core: &CoreCtx<H>, id: ConnId, ending: &Ending) -> (ClosedBy, Opt
         Ending::Engine(EngineClose::Idle) => (ClosedBy::Heartbeat, Some("idle_timeout")),
         Ending::Engine(EngineClose::Shutdown) => (ClosedBy::Shutdown, None),
         Ending::Engine(EngineClose::HandlerPanic) => (ClosedBy::Error, Some("handler_panic")),
-        Ending::Engine(EngineClose::SlowConsumer) => {
-            counters.inc(Counter::SlowConsumers);
-            (ClosedBy::Error, Some("slow_consumer"))
-        }
+        Ending::Engine(EngineClose::SlowConsumer) => (ClosedBy::Error, Some("slow_consumer")),
         Ending::Violation(violation) => {
             counters.inc(match violation.code {
                 CloseCode::INVALID_PAYLOAD => Counter::Close1007,

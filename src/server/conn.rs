@@ -16,7 +16,7 @@ use super::outbound::Outbound;
 use crate::api::{ConnId, ConnMeta, ConnStats, Message, SendError};
 use crate::metrics::{Counter, Registry};
 use crate::proto::close::{close_payload, CloseCode};
-use crate::proto::frame::OpCode;
+use crate::proto::frame::{decode_header, OpCode};
 use crate::proto::session::Session;
 use crate::timer::TimerKey;
 
@@ -119,6 +119,8 @@ pub struct ConnState {
     pub(crate) last_rx_tick: u64,
     /// The heartbeat/idle timer, while armed.
     pub(crate) timer: Option<TimerKey>,
+    /// Whether the first (spread) liveness check has happened.
+    pub(crate) liveness_primed: bool,
     fd: RawFd,
     /// The data path's view of the socket.
     pub(crate) io: IoFlags,
@@ -172,13 +174,17 @@ impl ConnState {
     }
 
     /// Queues a pre-encoded data frame (shared, not copied) and asks the driver to flush it.
+    /// Counts its payload bytes (the whole frame if it does not parse as a frame).
     fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<usize, SendError> {
-        let len = frame.len();
-        self.admit(len, max_queued)?;
+        let payload = match decode_header(&frame) {
+            Ok(Some((header, _))) => header.payload_len as usize,
+            _ => frame.len(),
+        };
+        self.admit(frame.len(), max_queued)?;
         self.queue().push_shared(frame);
-        self.count_out(len);
+        self.count_out(payload);
         self.request_service();
-        Ok(len)
+        Ok(payload)
     }
 
     /// Queues a pong answering a ping (allowed until our close frame is queued).
@@ -330,6 +336,7 @@ impl Connections {
             stats: ConnStats::default(),
             last_rx_tick: now_tick,
             timer: None,
+            liveness_primed: false,
             fd,
             io: IoFlags::default(),
             needs_service: false,
@@ -424,9 +431,14 @@ impl Connections {
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
+    /// Counts a queued message, or a slow consumer the moment it is found (before its close
+    /// frame can reach the peer).
     fn count_sent(&self, sent: Result<usize, SendError>) -> Result<(), SendError> {
-        let len = sent?;
         let counters = self.registry.core(self.core as usize);
+        if let Err(SendError::SlowConsumer(_)) = sent {
+            counters.inc(Counter::SlowConsumers);
+        }
+        let len = sent?;
         counters.inc(Counter::MessagesOut);
         counters.add(Counter::BytesOut, len as u64);
         Ok(())

@@ -14,7 +14,11 @@ use crate::api::{ConnId, ConnMeta};
 use crate::handler::Context;
 use crate::metrics::{CoreCounters, Counter};
 use crate::proto::close::CloseCode;
-use crate::timer::{duration_to_ticks, ticks_elapsed, TimerWheel};
+use crate::timer::{duration_to_ticks, spread_first_check, ticks_elapsed, TimerWheel};
+
+/// Most liveness checks (pings, timeouts) one timer pass makes before the core's other work
+/// gets a turn; the rest follow in the next pass, without waiting for the next tick.
+const CHECKS_PER_PASS: usize = 4096;
 
 /// Size of the per-core read buffer every connection on the core reads into.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
@@ -132,8 +136,11 @@ impl<H> CoreCtx<H> {
     }
 
     /// Arms the heartbeat/idle timer of a newly opened connection, if any is configured.
+    /// The first check is spread over the second half of the interval by the connection's id,
+    /// so connections opened together (a reconnect storm) are not checked and pinged together.
     pub fn arm_liveness(&self, id: ConnId) {
         if let Some(after) = self.limits.first_check() {
+            let after = spread_first_check(after, id.as_u64());
             let key = self.timers.borrow_mut().arm(self.now_tick() + after, id);
             self.conns.with(id, |c| c.timer = Some(key));
         }
@@ -151,17 +158,27 @@ impl<H> CoreCtx<H> {
     }
 
     /// One timer pass: notices a process-wide shutdown request, advances the wheel to now and
-    /// checks every connection whose liveness timer is due (`due` is scratch space).
-    pub fn timer_pass(&self, due: &mut Vec<ConnId>) {
+    /// checks up to [`CHECKS_PER_PASS`] connections whose liveness timer is due (`due` is
+    /// scratch space). Returns whether more are due: the caller lets the core's other work run,
+    /// then passes again without waiting for the next tick.
+    pub fn timer_pass(&self, due: &mut Vec<ConnId>) -> bool {
         if self.shared.shutdown_requested() && !self.shutdown.is_fired() {
             self.shutdown.fire();
         }
-        let now = ticks_elapsed(self.started.elapsed(), self.shared.config.timer_tick);
+        self.expire(
+            ticks_elapsed(self.started.elapsed(), self.shared.config.timer_tick),
+            due,
+        )
+    }
+
+    /// The timer pass at tick `now` (see [`CoreCtx::timer_pass`]).
+    fn expire(&self, now: u64, due: &mut Vec<ConnId>) -> bool {
         self.now_tick.set(now);
-        self.timers.borrow_mut().advance_into(now, due);
+        let more = self.timers.borrow_mut().advance_into_bounded(now, CHECKS_PER_PASS, due);
         for id in due.drain(..) {
             self.check_liveness(id, now);
         }
+        more
     }
 
     /// A connection's liveness timer fired: close it if it has been silent too long, ping it if
@@ -192,7 +209,13 @@ impl<H> CoreCtx<H> {
                 .min();
             let mut outcome = Liveness::Alive;
             if let Some(interval) = interval {
-                let next_ping = if silent >= interval {
+                // The first check comes early (spread); it pings after that much silence, and
+                // from then on each connection keeps its own phase.
+                let due_after = match std::mem::replace(&mut conn.liveness_primed, true) {
+                    true => interval,
+                    false => spread_first_check(interval, id.as_u64()),
+                };
+                let next_ping = if silent >= due_after {
                     conn.send_ping();
                     outcome = Liveness::Pinged;
                     now + interval
@@ -254,4 +277,79 @@ enum Liveness {
 /// Slab and timer capacity reserved per core: virtual memory only, touched as connections come.
 fn expected_per_core(shared: &Shared) -> usize {
     (shared.config.max_connections / shared.registry.core_count().max(1)).min(1 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::handler::{EchoHandler, Handler};
+    use crate::metrics::Registry;
+    use crate::proto::session::{Role, Session};
+    use crate::server::conn::{OpenParts, PeerClose};
+    use crate::server::inbox::Inboxes;
+    use crate::server::router::Router;
+
+    fn core_with(config: Config) -> CoreCtx<impl Handler> {
+        let registry = Registry::new(1);
+        let inboxes = Arc::new(Inboxes::new(1).unwrap());
+        let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = Arc::new(Shared::new(config, registry, Router::default(), inboxes, shutdown));
+        CoreCtx::new(0, shared, EchoHandler)
+    }
+
+    fn open(core: &CoreCtx<impl Handler>) -> ConnId {
+        let parts = Box::new(OpenParts {
+            session: Session::new(Role::Server, 1024),
+            meta: ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new()),
+            peer_close: PeerClose::default(),
+        });
+        let id = core.conns.insert(-1, core.now_tick(), parts);
+        core.arm_liveness(id);
+        id
+    }
+
+    #[test]
+    fn connections_opened_together_are_pinged_spread_out_and_stay_spread() {
+        let mut config = Config::embedded();
+        config.ping_interval = Duration::from_secs(30);
+        config.timer_tick = Duration::from_millis(100);
+        let core = core_with(config);
+        let interval = 300;
+        for _ in 0..2000 {
+            open(&core);
+        }
+        let mut due = Vec::new();
+        let mut pings_per_tick = Vec::new();
+        for now in 1..=2 * interval {
+            let before = core.counters().get(Counter::PingsSent);
+            while core.expire(now, &mut due) {}
+            pings_per_tick.push(core.counters().get(Counter::PingsSent) - before);
+        }
+        let (first, second) = pings_per_tick.split_at(interval as usize);
+        assert_eq!(first.iter().sum::<u64>(), 2000, "everyone pinged within one interval");
+        assert_eq!(second.iter().sum::<u64>(), 2000, "and once in the next");
+        let busiest = *first.iter().chain(second).max().unwrap();
+        assert!(busiest <= 40, "one pass pinged {busiest} of 2000 (no spread)");
+        assert!(
+            first.iter().filter(|&&n| n > 0).count() >= 140,
+            "pings spread over half an interval"
+        );
+    }
+
+    #[test]
+    fn one_timer_pass_is_bounded() {
+        let mut config = Config::embedded();
+        config.ping_interval = Duration::from_secs(1);
+        config.timer_tick = Duration::from_secs(1);
+        let core = core_with(config);
+        for _ in 0..(CHECKS_PER_PASS + 10) {
+            open(&core);
+        }
+        let mut due = Vec::new();
+        assert!(core.expire(1, &mut due), "more than one pass's worth is due");
+        assert_eq!(core.counters().get(Counter::PingsSent), CHECKS_PER_PASS as u64);
+        assert!(!core.expire(1, &mut due));
+        assert_eq!(core.counters().get(Counter::PingsSent), CHECKS_PER_PASS as u64 + 10);
+    }
 }

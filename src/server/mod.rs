@@ -149,6 +149,9 @@ impl ShutdownHandle {
 /// A server that could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The configuration has a setting that cannot work.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The core selection does not fit this machine.
     #[error("cannot select cores: {0}")]
     Cores(#[from] CoreSelectionError),
@@ -201,6 +204,7 @@ impl Server {
         H: Handler,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        self.config.validate()?;
         let allowed: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
             .into_iter()

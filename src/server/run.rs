@@ -9,7 +9,7 @@ use monoio::net::TcpListener;
 use super::conn::EngineClose;
 use super::core::CoreCtx;
 use super::runtime::IoDriver;
-use super::sched::either;
+use super::sched::{either, yield_now};
 use super::upgrade::serve;
 use super::{epoll, uring};
 use crate::handler::Handler;
@@ -69,13 +69,19 @@ pub(crate) async fn run_core<H: Handler>(
     Ok(())
 }
 
-/// One expiry pass per tick.
+/// One expiry pass per tick (a pass that left due timers behind is followed at once, after
+/// the core's other tasks had a turn).
 async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
     let tick = core.shared.config.timer_tick;
     let mut due = Vec::new();
+    let mut more = false;
     loop {
-        monoio::time::sleep(tick).await;
-        core.timer_pass(&mut due);
+        if more {
+            yield_now().await;
+        } else {
+            monoio::time::sleep(tick).await;
+        }
+        more = core.timer_pass(&mut due);
     }
 }
 

@@ -68,9 +68,18 @@ pub fn choose_driver(mode: IoMode) -> Result<IoDriver, ServerError> {
     if mode == IoMode::Epoll {
         return Ok(IoDriver::Epoll);
     }
-    let probed = build_uring_runtime()
-        .map_err(|e| format!("cannot build an io_uring runtime: {e}"))
-        .and_then(|_| super::uring::probe());
+    // On a thread of its own: the probe's rings and sockets leave nothing behind on the
+    // caller's thread (an embedding application's thread could otherwise see stray EINTRs).
+    let probed = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                build_uring_runtime()
+                    .map_err(|e| format!("cannot build an io_uring runtime: {e}"))
+                    .and_then(|_| super::uring::probe())
+            })
+            .join()
+            .unwrap_or_else(|_| Err("the io_uring probe panicked".to_owned()))
+    });
     match probed {
         Ok(()) => Ok(IoDriver::IoUring),
         Err(error) if mode == IoMode::Auto => {

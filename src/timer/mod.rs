@@ -28,6 +28,13 @@
 //!   ticks: at most 4), plus once for each slot it was lazily moved later out of.
 //! - Timers fire in deadline order, each exactly at its deadline tick; timers due at the same tick
 //!   come out in an unspecified but deterministic order.
+//! - One pass can be bounded ([`TimerWheel::advance_into_bounded`]): it hands out at most a given
+//!   number of timers and says whether more are due; the next pass continues with those first.
+//!
+//! # Spreading
+//!
+//! [`spread_first_check`] gives each connection its own delay for its first liveness check, so
+//! that connections opened in one tick are not checked (and pinged) in one tick ever after.
 //!
 //! # Keys
 //!
@@ -37,6 +44,7 @@
 //! bytes.
 
 mod buckets;
+mod spread;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -45,6 +53,7 @@ mod wheel;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+pub use spread::spread_first_check;
 pub use wheel::TimerWheel;
 
 /// Handle to an armed timer, returned by [`TimerWheel::arm`]. Valid until the timer fires or is

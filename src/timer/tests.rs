@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::{duration_to_ticks, ticks_elapsed, TimerKey, TimerWheel};
+use super::{duration_to_ticks, spread_first_check, ticks_elapsed, TimerKey, TimerWheel};
 
 /// Deterministic xorshift64* generator for test data.
 struct Rng(u64);
@@ -314,6 +314,143 @@ fn million_timers_each_fire_once_at_their_tick() {
     assert!(wheel.is_empty());
 }
 
+/// Runs bounded passes of `max` to `now` until nothing is due; returns each pass's batch.
+fn fire_bounded<T: Copy>(wheel: &mut TimerWheel<T>, now: u64, max: usize) -> Vec<Vec<T>> {
+    let mut passes = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        let more = wheel.advance_into_bounded(now, max, &mut batch);
+        assert!(batch.len() <= max, "a pass handed out more than its bound");
+        passes.push(batch);
+        if !more {
+            return passes;
+        }
+    }
+}
+
+#[test]
+fn bounded_passes_hand_out_at_most_max_and_keep_the_order_of_one_pass() {
+    let mut rng = Rng(11);
+    let deadlines: Vec<u64> = (0..5_000).map(|_| rng.below(200_000)).collect();
+    let mut unbounded = TimerWheel::new(0);
+    let mut bounded = TimerWheel::new(0);
+    for (id, &deadline) in deadlines.iter().enumerate() {
+        unbounded.arm(deadline, (deadline, id));
+        bounded.arm(deadline, (deadline, id));
+    }
+    let expected = fire(&mut unbounded, 150_000);
+    let passes = fire_bounded(&mut bounded, 150_000, 64);
+    assert_eq!(passes.len(), expected.len().div_ceil(64).max(1));
+    assert!(
+        passes[..passes.len() - 1].iter().all(|p| p.len() == 64),
+        "only the last pass is short"
+    );
+    let joined: Vec<_> = passes.concat();
+    assert_eq!(joined, expected, "same timers in the same order as one unbounded pass");
+    assert_eq!(bounded.now(), 150_000);
+    assert_eq!(bounded.len(), unbounded.len());
+}
+
+#[test]
+fn a_bounded_pass_reports_what_remains_and_the_next_pass_continues_with_it() {
+    let mut wheel = TimerWheel::new(0);
+    for id in 0..5 {
+        wheel.arm(10, id);
+    }
+    wheel.arm(12, 12);
+    wheel.arm(30, 30);
+    let mut out = Vec::new();
+    assert!(
+        wheel.advance_into_bounded(20, 3, &mut out),
+        "three of six due timers handed out"
+    );
+    assert_eq!(out.len(), 3);
+    assert!(wheel.now() <= 20, "the wheel's time lags while due timers remain");
+    assert_eq!(wheel.next_wake(), Some(wheel.now()), "the left-over timers are due now");
+    // Work between passes: a new timer due before the pass's tick, one far later.
+    wheel.arm(15, 15);
+    wheel.arm(100, 100);
+    let mut rest = Vec::new();
+    assert!(!wheel.advance_into_bounded(25, 10, &mut rest));
+    assert_eq!(rest.len(), 4);
+    assert!(
+        rest[..2].iter().all(|&id| id < 5),
+        "the left-over tick-10 timers come first: {rest:?}"
+    );
+    assert_eq!(&rest[2..], [12, 15]);
+    out.extend(rest);
+    assert_eq!(sorted_by_deadline(out[..5].to_vec(), |_| 10), [0, 1, 2, 3, 4]);
+    assert_eq!(wheel.now(), 25);
+    assert_eq!(wheel.len(), 2);
+    assert_eq!(fire(&mut wheel, 100), [30, 100]);
+}
+
+#[test]
+fn a_bounded_pass_that_empties_exactly_at_its_bound_says_nothing_remains() {
+    let mut wheel = TimerWheel::new(0);
+    wheel.arm(5, 'a');
+    wheel.arm(6, 'b');
+    wheel.arm(50, 'c');
+    let mut out = Vec::new();
+    assert!(
+        !wheel.advance_into_bounded(10, 2, &mut out),
+        "nothing else due by tick 10"
+    );
+    assert_eq!(out, ['a', 'b']);
+    assert_eq!(wheel.now(), 10);
+    assert!(!wheel.advance_into_bounded(49, 0, &mut out), "max 0 only reports");
+    assert!(
+        wheel.advance_into_bounded(50, 0, &mut out),
+        "max 0 reports the due timer"
+    );
+    assert_eq!(out, ['a', 'b'], "max 0 hands out nothing");
+    assert!(!wheel.advance_into_bounded(50, 1, &mut out));
+    assert_eq!(out, ['a', 'b', 'c']);
+}
+
+#[test]
+fn spread_first_check_stays_in_the_second_half_of_the_interval() {
+    for interval in [0, 1, 2, 3, 10, 300, 1 << 40, u64::MAX] {
+        for seed in 0..1_000 {
+            let delay = spread_first_check(interval, seed);
+            assert!(
+                delay >= interval.div_ceil(2) && delay <= interval,
+                "interval {interval}, seed {seed}: {delay}"
+            );
+            assert_eq!(delay, spread_first_check(interval, seed), "deterministic");
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_connections_opened_in_one_tick_are_checked_over_half_an_interval() {
+    // 30 s at 100 ms ticks; connection ids on a core are consecutive.
+    let interval = 300;
+    let opened_at = 7_000;
+    let mut wheel = TimerWheel::with_capacity(opened_at, 10_000);
+    for id in 0..10_000u64 {
+        wheel.arm(opened_at + spread_first_check(interval, id), id);
+    }
+    let mut per_tick = Vec::new();
+    let mut batch = Vec::new();
+    for tick in opened_at + 1..=opened_at + interval {
+        wheel.advance_into(tick, &mut batch);
+        if !batch.is_empty() {
+            per_tick.push(batch.len());
+        }
+        batch.clear();
+    }
+    assert!(wheel.is_empty(), "every first check falls within one interval");
+    assert!(
+        per_tick.len() as u64 >= interval / 2,
+        "first checks fell on only {} distinct ticks",
+        per_tick.len()
+    );
+    let mean = 10_000 / per_tick.len();
+    let busiest = per_tick.iter().copied().max().unwrap_or(0);
+    assert!(busiest <= 2 * mean, "busiest tick has {busiest} checks, mean {mean}");
+}
+
 #[test]
 fn duration_to_ticks_rounds_up_to_at_least_one() {
     let ms = Duration::from_millis(1);
@@ -343,6 +480,8 @@ enum Op {
     Cancel(usize),
     /// Run an expiry pass `delta` ticks ahead.
     Advance(u64),
+    /// Run a bounded expiry pass `delta` ticks ahead, handing out at most the second value.
+    AdvanceBounded(u64, usize),
 }
 
 fn delta() -> impl Strategy<Value = u64> {
@@ -360,6 +499,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), delta()).prop_map(|(n, d)| Op::Rearm(n, d)),
         1 => any::<usize>().prop_map(Op::Cancel),
         2 => delta().prop_map(Op::Advance),
+        2 => (delta(), 0..8_usize).prop_map(|(d, max)| Op::AdvanceBounded(d, max)),
     ]
 }
 
@@ -373,7 +513,8 @@ struct Model {
 
 proptest! {
     /// Random arm/rearm/cancel/advance sequences against a sorted-list model: every pass must hand
-    /// out exactly the due timers, in deadline order.
+    /// out exactly the due timers, in deadline order; a bounded pass the earliest of them, up to
+    /// its bound, and whether any are left.
     #[test]
     fn matches_reference_model(start in any::<u32>(), ops in prop::collection::vec(op(), 1..300)) {
         let mut wheel = TimerWheel::new(u64::from(start));
@@ -415,6 +556,26 @@ proptest! {
                     prop_assert_eq!(wheel.now(), target);
                     if let Some(first) = armed.iter().map(|m| m.due).min() {
                         prop_assert!(wheel.next_wake().is_some_and(|w| w > target && w <= first));
+                    }
+                }
+                Op::AdvanceBounded(delta, max) => {
+                    let target = now.saturating_add(delta);
+                    armed.sort_by_key(|m| (m.due, m.id));
+                    let due = armed.partition_point(|m| m.due <= target);
+                    let due_of: std::collections::HashMap<usize, u64> = armed[..due].iter().map(|m| (m.id, m.due)).collect();
+                    let mut fired = Vec::new();
+                    let remains = wheel.advance_into_bounded(target, max, &mut fired);
+                    prop_assert_eq!(remains, due > max);
+                    prop_assert_eq!(fired.len(), due.min(max));
+                    let fired_dues: Vec<u64> = fired.iter().map(|id| due_of.get(id).copied().unwrap_or(u64::MAX)).collect();
+                    let earliest: Vec<u64> = armed[..fired.len()].iter().map(|m| m.due).collect();
+                    prop_assert_eq!(fired_dues, earliest, "the earliest due timers, in order");
+                    armed.retain(|m| !fired.contains(&m.id));
+                    if remains {
+                        prop_assert!(wheel.now() >= now && wheel.now() <= target);
+                        prop_assert_eq!(wheel.next_wake(), Some(wheel.now()));
+                    } else {
+                        prop_assert_eq!(wheel.now(), target);
                     }
                 }
                 Op::Rearm(..) | Op::Cancel(_) => {}

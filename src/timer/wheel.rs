@@ -18,7 +18,8 @@ const DUE: u16 = (LEVELS * SLOTS) as u16;
 ///
 /// See the [module documentation](super) for the data structure and costs. All methods are O(1)
 /// except [`pop_expired`](Self::pop_expired) and the `advance*` methods, which cost O(1) per timer
-/// handed out or cascaded plus O(levels) per non-empty slot reached.
+/// handed out or cascaded plus O(levels) per non-empty slot reached;
+/// [`advance_into_bounded`](Self::advance_into_bounded) bounds the timers one pass hands out.
 pub struct TimerWheel<T> {
     store: Store<T>,
     buckets: Buckets,
@@ -45,7 +46,8 @@ impl<T: Copy> TimerWheel<T> {
     }
 
     /// The wheel's current tick: the largest `now` passed to an expiry pass that ran to completion
-    /// (or the starting tick).
+    /// (or the starting tick). While a [bounded pass](Self::advance_into_bounded) has left due
+    /// timers behind, it is the tick the pass had reached, at most the `now` it was given.
     pub fn now(&self) -> u64 {
         self.now
     }
@@ -126,17 +128,11 @@ impl<T: Copy> TimerWheel<T> {
     /// Order: by deadline tick (timers armed with a deadline already past count as due at the wheel's
     /// time when armed); timers due at the same tick come out in an unspecified but deterministic order.
     pub fn pop_expired(&mut self, now: u64) -> Option<T> {
-        loop {
-            if let Some(index) = self.buckets.pop(DUE) {
-                return Some(self.store.release(index));
-            }
-            match self.next_slot() {
-                Some((level, slot, start)) if start <= now => self.cascade(level, slot, start),
-                _ => break,
-            }
+        if !self.settle(now) {
+            return None;
         }
-        self.now = self.now.max(now);
-        None
+        let index = self.buckets.pop(DUE).expect("settle found the due bucket non-empty");
+        Some(self.store.release(index))
     }
 
     /// Runs the expiry pass up to tick `now`, calling `on_expire` with each fired payload in order.
@@ -152,6 +148,49 @@ impl<T: Copy> TimerWheel<T> {
     /// cleared; reuse it across ticks to avoid allocating).
     pub fn advance_into(&mut self, now: u64, out: &mut Vec<T>) {
         self.advance(now, |payload| out.push(payload));
+    }
+
+    /// Runs at most `max` steps of the expiry pass up to tick `now`: appends up to `max` fired
+    /// payloads to `out`, in order, and returns whether timers due at or before `now` remain.
+    ///
+    /// Use it to bound the work of one pass (say, the pings of a timer tick after a reconnect
+    /// storm): when it returns `true`, call it again, with the same or a later `now`, after
+    /// letting other work run. The timers left over are the earliest ones, so they come out
+    /// first on the next call, and the order across calls is the order one unbounded pass
+    /// would have used. Between calls the wheel may be changed freely; a timer armed meanwhile
+    /// with a deadline at or before the wheel's time counts as due at that time, as with
+    /// [`arm`](Self::arm). The wheel's [`now`](Self::now) reaches `now` only once nothing due
+    /// remains, so it may lag behind the caller's tick while this returns `true`.
+    ///
+    /// `max` bounds the timers handed out, not the cascading: re-filing the timers of a slot
+    /// the pass reaches costs O(1) per timer and is not counted (each timer is re-filed a
+    /// bounded number of times, see the [module documentation](super)). With `max == 0` it
+    /// hands out nothing and only reports whether anything is due.
+    pub fn advance_into_bounded(&mut self, now: u64, max: usize, out: &mut Vec<T>) -> bool {
+        for _ in 0..max {
+            match self.pop_expired(now) {
+                Some(payload) => out.push(payload),
+                None => return false,
+            }
+        }
+        self.settle(now)
+    }
+
+    /// Cascades the slots that start at or before `now` until the due bucket holds a timer
+    /// (returns `true`) or no such slot is left (moves the wheel's time to `now` if later and
+    /// returns `false`).
+    fn settle(&mut self, now: u64) -> bool {
+        loop {
+            if !self.buckets.is_empty(DUE) {
+                return true;
+            }
+            match self.next_slot() {
+                Some((level, slot, start)) if start <= now => self.cascade(level, slot, start),
+                _ => break,
+            }
+        }
+        self.now = self.now.max(now);
+        false
     }
 
     /// Empties slot `slot` of `level`, which starts at tick `start` (≤ the pass's `now`): moves the

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,12 +15,21 @@ pub struct ServerProcess {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
+    /// The server's stderr while nobody reads it (see `start_with_stderr_unread`).
+    unread_stderr: Mutex<Option<ChildStderr>>,
 }
 
 impl ServerProcess {
     /// Starts the binary with `--listen 127.0.0.1:0 --io <driver>` plus `args` (one core unless
-    /// `args` name `--cores`).
+    /// `args` name `--cores`), collecting its log lines.
     pub fn start(driver: &str, args: &[&str]) -> ServerProcess {
+        let server = ServerProcess::start_with_stderr_unread(driver, args);
+        server.read_stderr();
+        server
+    }
+
+    /// Like `start`, but nothing reads the server's stderr (a pipe) until `read_stderr`.
+    pub fn start_with_stderr_unread(driver: &str, args: &[&str]) -> ServerProcess {
         let cores: &[&str] = if args.contains(&"--cores") {
             &[]
         } else {
@@ -48,15 +57,26 @@ impl ServerProcess {
             line.contains(if driver == "uring" { "(io_uring)" } else { "(epoll)" }),
             "{line}"
         );
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        let stderr = child.stderr.take().unwrap();
+        let unread_stderr = Mutex::new(child.stderr.take());
+        ServerProcess {
+            child,
+            addr,
+            logs: Arc::new(Mutex::new(Vec::new())),
+            unread_stderr,
+        }
+    }
+
+    /// Starts collecting the server's log lines (once; later calls do nothing).
+    pub fn read_stderr(&self) {
+        let Some(stderr) = self.unread_stderr.lock().unwrap().take() else {
+            return;
+        };
+        let sink = self.logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
-        ServerProcess { child, addr, logs }
     }
 
     /// `ws://addr{path}`.
@@ -74,20 +94,12 @@ impl ServerProcess {
 
     /// Sends a raw HTTP request and returns the whole response (the server closes after it).
     pub fn http(&self, request: &str) -> String {
-        let mut stream = self.tcp();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        String::from_utf8_lossy(&response).into_owned()
+        http_at(self.addr, request)
     }
 
     /// The value of one metric line, e.g. `ringcast_protocol_errors_total{code="1002"}`.
     pub fn metric(&self, series: &str) -> u64 {
-        let body = self.http("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
-        body.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
-            .map(|v| v as u64)
-            .unwrap_or(0)
+        metric_at(self.addr, series)
     }
 
     /// Log lines (JSON) printed so far.
@@ -143,6 +155,26 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends a raw HTTP request to any server at `addr` (in-process ones too) and returns the whole
+/// response (the server closes after it; reads give up after 10 s).
+pub fn http_at(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// The value of one metric line scraped from `/metrics` at `addr` (0 when absent).
+pub fn metric_at(addr: SocketAddr, series: &str) -> u64 {
+    let body = http_at(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse::<f64>().ok()))
+        .map(|v| v as u64)
+        .unwrap_or(0)
 }
 
 /// A valid upgrade request for `path`.
@@ -269,6 +301,14 @@ impl RawWs {
             opcode: b0 & 0x0f,
             payload,
         })
+    }
+
+    /// Asserts the server sends nothing more and closes TCP (EOF within 5 s, not a timeout).
+    pub fn expect_eof(&mut self) {
+        assert!(self.buffered.is_empty(), "bytes before EOF: {:?}", self.buffered);
+        self.stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let end = self.stream.read(&mut [0u8; 256]);
+        assert!(matches!(end, Ok(0)), "expected EOF, got {end:?}");
     }
 
     /// Asserts the server's next frame is a close with `code`, then that it closes TCP.
