@@ -1,16 +1,24 @@
 //! [`ConnMeta`]: what the engine kept from a connection's upgrade request.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// What the engine knows about a connection from its upgrade request.
 ///
 /// Stored compactly (it lives as long as the connection): the request target in one
-/// allocation, the subprotocol and kept headers only when present.
+/// allocation, the subprotocol and kept headers in a second one only when present.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnMeta {
-    peer: SocketAddr,
+    /// The peer's address and port (an IPv6 flow label and scope id are not kept).
+    peer_ip: IpAddr,
+    peer_port: u16,
     target: Box<str>,
     path_len: u32,
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of a request most connections do not have.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Extras {
     protocol: Option<Box<str>>,
     headers: Box<[(Box<str>, Box<str>)]>,
 }
@@ -29,20 +37,25 @@ impl ConnMeta {
             None => path.to_owned(),
         };
         ConnMeta {
-            peer,
+            peer_ip: peer.ip(),
+            peer_port: peer.port(),
             target: target.into_boxed_str(),
             path_len: path.len() as u32,
-            protocol: protocol.map(String::into_boxed_str),
-            headers: headers
-                .into_iter()
-                .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
-                .collect(),
+            extras: (protocol.is_some() || !headers.is_empty()).then(|| {
+                Box::new(Extras {
+                    protocol: protocol.map(String::into_boxed_str),
+                    headers: headers
+                        .into_iter()
+                        .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
+                        .collect(),
+                })
+            }),
         }
     }
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        SocketAddr::new(self.peer_ip, self.peer_port)
     }
 
     /// The request path (without the query).
@@ -58,12 +71,14 @@ impl ConnMeta {
 
     /// The negotiated subprotocol, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.protocol.as_deref()
+        self.extras.as_ref()?.protocol.as_deref()
     }
 
     /// The kept header `name` (case-insensitive; see the `keep_headers` setting).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+        self.extras
+            .as_ref()?
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| &**v)

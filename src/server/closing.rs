@@ -4,7 +4,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::time::Instant;
 
 use monoio::net::TcpStream;
 
@@ -118,10 +117,11 @@ fn finish<H: Handler>(
     error: Option<&'static str>,
     timed_out: bool,
 ) {
-    let Some((Some(mut parts), opened_at)) = core.conns.with(id, |c| (c.parts.take(), c.opened_at)) else {
+    let Some((Some(mut parts), opened_ms)) = core.conns.with(id, |c| (c.parts.take(), c.opened_ms)) else {
         return;
     };
-    let info = record(core, id, closed_by, error, timed_out, &mut parts, opened_at);
+    let lifetime = std::time::Duration::from_millis(core.now_ms().saturating_sub(opened_ms));
+    let info = record(core, id, closed_by, error, timed_out, &mut parts, lifetime);
     core.forget(id);
     core.shared.close_connection(parts.meta.peer().ip());
     core.call_handler(id, |handler| {
@@ -239,7 +239,7 @@ fn record<H>(
     mut error: Option<&'static str>,
     close_timed_out: bool,
     parts: &mut OpenParts,
-    opened_at: Instant,
+    lifetime: std::time::Duration,
 ) -> CloseInfo {
     let counters = core.counters();
     if close_timed_out {
@@ -259,10 +259,10 @@ fn record<H>(
         closed_by,
         code_sent,
         reason_sent,
-        code_received: parts.peer_close.code,
-        reason_received: std::mem::take(&mut parts.peer_close.reason),
+        code_received: parts.peer_close.as_ref().and_then(|p| p.code),
+        reason_received: parts.peer_close.take().map(|p| p.reason).unwrap_or_default(),
         error,
-        duration: opened_at.elapsed(),
+        duration: lifetime,
         stats,
     };
     tracing::info!(

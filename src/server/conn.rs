@@ -7,7 +7,6 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::os::fd::RawFd;
 use std::task::{Poll, Waker};
-use std::time::Instant;
 
 use bytes::Bytes;
 use slab::Slab;
@@ -54,13 +53,14 @@ pub(crate) struct PeerClose {
 }
 
 /// What only the code reading a connection needs: the decoder, the metadata handlers see, and
-/// the peer's close. Kept boxed in the slab entry and lent out while the connection is read, so
-/// that handlers called meanwhile can still reach the slab.
+/// the peer's close (boxed, as it exists only once a close frame arrived). Kept boxed in the
+/// slab entry and lent out while the connection is read, so that handlers called meanwhile can
+/// still reach the slab.
 #[derive(Debug)]
 pub(crate) struct OpenParts {
     pub session: Session,
     pub meta: ConnMeta,
-    pub peer_close: PeerClose,
+    pub peer_close: Option<Box<PeerClose>>,
 }
 
 /// The close frame we queued.
@@ -113,7 +113,8 @@ impl IoFlags {
 /// exist only while in use, so an idle connection costs its slab entry and its boxed decoder.
 #[derive(Debug)]
 pub struct ConnState {
-    id: ConnId,
+    /// The connection's generation (its core and slab key are where it is stored).
+    generation: u64,
     stats: ConnStats,
     /// The core's timer tick at which the peer last sent anything.
     pub(crate) last_rx_tick: u64,
@@ -131,7 +132,8 @@ pub struct ConnState {
     outbound: Option<Box<Outbound>>,
     /// Lent out while the connection is being read; `None` after the hand-off.
     pub(crate) parts: Option<Box<OpenParts>>,
-    pub(crate) opened_at: Instant,
+    /// When the upgrade completed, in milliseconds on the core's clock.
+    pub(crate) opened_ms: u64,
 }
 
 impl ConnState {
@@ -160,13 +162,14 @@ impl ConnState {
         self.engine_close
     }
 
-    /// Encodes and queues a data message (`max_queued` is the slow-consumer cap).
-    fn send_message(&mut self, message: Message<'_>, max_queued: usize) -> Result<usize, SendError> {
+    /// Encodes and queues a data message to this connection, `id` (`max_queued` is the
+    /// slow-consumer cap).
+    fn send_message(&mut self, id: ConnId, message: Message<'_>, max_queued: usize) -> Result<usize, SendError> {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        self.admit(payload.len(), max_queued)?;
+        self.admit(id, payload.len(), max_queued)?;
         self.queue().push_frame(opcode, payload);
         self.count_out(payload.len());
         self.request_service();
@@ -175,12 +178,12 @@ impl ConnState {
 
     /// Queues a pre-encoded data frame (shared, not copied) and asks the driver to flush it.
     /// Counts its payload bytes (the whole frame if it does not parse as a frame).
-    fn send_frame(&mut self, frame: Bytes, max_queued: usize) -> Result<usize, SendError> {
+    fn send_frame(&mut self, id: ConnId, frame: Bytes, max_queued: usize) -> Result<usize, SendError> {
         let payload = match decode_header(&frame) {
             Ok(Some((header, _))) => header.payload_len as usize,
             _ => frame.len(),
         };
-        self.admit(frame.len(), max_queued)?;
+        self.admit(id, frame.len(), max_queued)?;
         self.queue().push_shared(frame);
         self.count_out(payload);
         self.request_service();
@@ -270,9 +273,9 @@ impl ConnState {
     /// `max_queued` (a consumer too slow to drain it) with 1008 instead of growing. An empty
     /// queue admits any message (its size is bounded by `max_message_size` or by the caller),
     /// so one large message is never mistaken for a slow consumer.
-    fn admit(&mut self, len: usize, max_queued: usize) -> Result<(), SendError> {
+    fn admit(&mut self, id: ConnId, len: usize, max_queued: usize) -> Result<(), SendError> {
         if self.close_sent() {
-            return Err(SendError::Closed(self.id));
+            return Err(SendError::Closed(id));
         }
         let queued = self.queued_bytes();
         if queued > CONTROL_SLACK && queued + len > max_queued {
@@ -281,7 +284,7 @@ impl ConnState {
                 CloseCode::POLICY,
                 "slow consumer: outbound queue over limit",
             );
-            return Err(SendError::SlowConsumer(self.id));
+            return Err(SendError::SlowConsumer(id));
         }
         Ok(())
     }
@@ -289,7 +292,7 @@ impl ConnState {
 
 /// The slot of `id`, if it still holds that connection (not a later one reusing the slot).
 fn find(slab: &mut Slab<ConnState>, id: ConnId) -> Option<&mut ConnState> {
-    slab.get_mut(id.key()).filter(|c| c.id == id)
+    slab.get_mut(id.key()).filter(|c| c.generation == id.generation())
 }
 
 /// The open connections of one core, keyed by slab index.
@@ -325,14 +328,14 @@ impl Connections {
     }
 
     /// Registers a new connection on socket `fd` (owned by the engine from here on).
-    pub(crate) fn insert(&self, fd: RawFd, now_tick: u64, parts: Box<OpenParts>) -> ConnId {
+    pub(crate) fn insert(&self, fd: RawFd, now_tick: u64, now_ms: u64, parts: Box<OpenParts>) -> ConnId {
         let mut slab = self.slab.borrow_mut();
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
         self.next_generation.set(generation + 1);
         let id = ConnId::new(self.core, entry.key() as u32, generation);
         entry.insert(ConnState {
-            id,
+            generation,
             stats: ConnStats::default(),
             last_rx_tick: now_tick,
             timer: None,
@@ -345,7 +348,7 @@ impl Connections {
             sent_close: None,
             outbound: None,
             parts: Some(parts),
-            opened_at: Instant::now(),
+            opened_ms: now_ms,
         });
         id
     }
@@ -384,7 +387,8 @@ impl Connections {
     pub(crate) fn by_slot(&self, key: usize, generation: u32) -> Option<ConnId> {
         let slab = self.slab.borrow();
         let state = slab.get(key)?;
-        (state.id.generation() as u32 & GENERATION_MASK == generation & GENERATION_MASK).then_some(state.id)
+        (state.generation as u32 & GENERATION_MASK == generation & GENERATION_MASK)
+            .then(|| ConnId::new(self.core, key as u32, state.generation))
     }
 
     /// Whether some connection is waiting for service.
@@ -421,13 +425,13 @@ impl Connections {
 
     /// Queues a data message to a connection, counting it in the core's counters.
     pub fn send_message(&self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
-        let sent = self.with(id, |c| c.send_message(message, self.max_queued_bytes));
+        let sent = self.with(id, |c| c.send_message(id, message, self.max_queued_bytes));
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
     /// Queues a pre-encoded frame to a connection, counting it in the core's counters.
     pub fn send_frame(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
-        let sent = self.with(id, |c| c.send_frame(frame, self.max_queued_bytes));
+        let sent = self.with(id, |c| c.send_frame(id, frame, self.max_queued_bytes));
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
@@ -446,7 +450,10 @@ impl Connections {
 
     /// Ids of every open connection.
     pub fn ids(&self) -> Vec<ConnId> {
-        self.slab.borrow().iter().map(|(_, c)| c.id).collect()
+        let slab = self.slab.borrow();
+        slab.iter()
+            .map(|(key, c)| ConnId::new(self.core, key as u32, c.generation))
+            .collect()
     }
 
     /// How many connections are open on this core.
@@ -470,16 +477,16 @@ mod tests {
         Box::new(OpenParts {
             session: Session::new(Role::Server, 1024),
             meta,
-            peer_close: PeerClose::default(),
+            peer_close: None,
         })
     }
 
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
         let conns = Connections::new(3, 1024, 0, Registry::new(4));
-        let first = conns.insert(-1, 0, parts());
+        let first = conns.insert(-1, 0, 0, parts());
         conns.remove(first).unwrap();
-        let second = conns.insert(-1, 0, parts());
+        let second = conns.insert(-1, 0, 0, parts());
         assert_eq!(first.key(), second.key());
         assert_ne!(first, second);
         assert!(conns.with(first, |_| ()).is_none());
@@ -495,7 +502,7 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
         let conns = Connections::new(0, 1024, 0, Registry::new(1));
-        let id = conns.insert(-1, 0, parts());
+        let id = conns.insert(-1, 0, 0, parts());
         conns.send_message(id, Message::Binary(&[0; 300])).unwrap();
         assert_eq!(
             conns.send_message(id, Message::Binary(&[0; 800])),
@@ -515,7 +522,7 @@ mod tests {
     fn an_empty_queue_admits_a_message_larger_than_the_cap() {
         let registry = Registry::new(1);
         let conns = Connections::new(0, 1024, 0, registry.clone());
-        let id = conns.insert(-1, 0, parts());
+        let id = conns.insert(-1, 0, 0, parts());
         conns.with(id, |c| c.send_pong(b"pending control frame"));
         conns.send_message(id, Message::Binary(&[7; 4096])).unwrap();
         assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None);
@@ -526,7 +533,7 @@ mod tests {
     #[test]
     fn nothing_is_queued_after_close() {
         let conns = Connections::new(0, 1024, 0, Registry::new(1));
-        let id = conns.insert(-1, 0, parts());
+        let id = conns.insert(-1, 0, 0, parts());
         conns.send_message(id, Message::Text("a")).unwrap();
         conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
         assert_eq!(conns.send_message(id, Message::Text("b")), Err(SendError::Closed(id)));
@@ -542,7 +549,7 @@ mod tests {
     #[test]
     fn a_connection_asks_the_reactor_once_until_serviced() {
         let conns = Connections::new(0, 1024, 0, Registry::new(1));
-        let id = conns.insert(-1, 0, parts());
+        let id = conns.insert(-1, 0, 0, parts());
         conns.send_frame(id, Bytes::from_static(b"a")).unwrap();
         conns.send_frame(id, Bytes::from_static(b"b")).unwrap();
         let mut pending = Vec::new();
@@ -552,7 +559,7 @@ mod tests {
         conns.send_frame(id, Bytes::from_static(b"c")).unwrap();
         conns.take_pending(&mut pending);
         assert_eq!(pending, vec![id], "listed again after being taken");
-        let other = conns.insert(-1, 0, parts());
+        let other = conns.insert(-1, 0, 0, parts());
         let slot = (other.key(), other.generation() as u32);
         assert_eq!(conns.by_slot(slot.0, slot.1), Some(other));
         conns.remove(other);
@@ -562,7 +569,7 @@ mod tests {
     #[test]
     fn an_idle_connection_holds_no_queue() {
         let conns = Connections::new(0, 1024, 0, Registry::new(1));
-        let id = conns.insert(-1, 0, parts());
+        let id = conns.insert(-1, 0, 0, parts());
         assert!(conns
             .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())
             .unwrap());

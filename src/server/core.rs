@@ -16,6 +16,23 @@ use crate::metrics::{CoreCounters, Counter};
 use crate::proto::close::CloseCode;
 use crate::timer::{duration_to_ticks, spread_first_check, ticks_elapsed, TimerWheel};
 
+/// Whose liveness timer an entry of the wheel is: the slab key and the low bits of the
+/// generation (half the size of a [`ConnId`], for a smaller timer per idle connection).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimerSlot {
+    key: u32,
+    generation: u32,
+}
+
+impl TimerSlot {
+    fn of(id: ConnId) -> TimerSlot {
+        TimerSlot {
+            key: id.key() as u32,
+            generation: id.generation() as u32,
+        }
+    }
+}
+
 /// Most liveness checks (pings, timeouts) one timer pass makes before the core's other work
 /// gets a turn; the rest follow in the next pass, without waiting for the next tick.
 const CHECKS_PER_PASS: usize = 4096;
@@ -30,7 +47,7 @@ pub(crate) struct CoreCtx<H> {
     pub conns: Connections,
     handler: RefCell<H>,
     scratch: RefCell<Box<[u8]>>,
-    timers: RefCell<TimerWheel<ConnId>>,
+    timers: RefCell<TimerWheel<TimerSlot>>,
     limits: LivenessLimits,
     started: Instant,
     now_tick: Cell<u64>,
@@ -130,6 +147,11 @@ impl<H> CoreCtx<H> {
         f(&mut self.scratch.borrow_mut())
     }
 
+    /// Milliseconds since the core started (for connection lifetimes).
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     /// The current timer tick (advanced by the timer pass; cheap to read per message).
     pub fn now_tick(&self) -> u64 {
         self.now_tick.get()
@@ -141,7 +163,7 @@ impl<H> CoreCtx<H> {
     pub fn arm_liveness(&self, id: ConnId) {
         if let Some(after) = self.limits.first_check() {
             let after = spread_first_check(after, id.as_u64());
-            let key = self.timers.borrow_mut().arm(self.now_tick() + after, id);
+            let key = self.timers.borrow_mut().arm(self.now_tick() + after, TimerSlot::of(id));
             self.conns.with(id, |c| c.timer = Some(key));
         }
     }
@@ -161,7 +183,7 @@ impl<H> CoreCtx<H> {
     /// checks up to [`CHECKS_PER_PASS`] connections whose liveness timer is due (`due` is
     /// scratch space). Returns whether more are due: the caller lets the core's other work run,
     /// then passes again without waiting for the next tick.
-    pub fn timer_pass(&self, due: &mut Vec<ConnId>) -> bool {
+    pub fn timer_pass(&self, due: &mut Vec<TimerSlot>) -> bool {
         if self.shared.shutdown_requested() && !self.shutdown.is_fired() {
             self.shutdown.fire();
         }
@@ -172,11 +194,13 @@ impl<H> CoreCtx<H> {
     }
 
     /// The timer pass at tick `now` (see [`CoreCtx::timer_pass`]).
-    fn expire(&self, now: u64, due: &mut Vec<ConnId>) -> bool {
+    fn expire(&self, now: u64, due: &mut Vec<TimerSlot>) -> bool {
         self.now_tick.set(now);
         let more = self.timers.borrow_mut().advance_into_bounded(now, CHECKS_PER_PASS, due);
-        for id in due.drain(..) {
-            self.check_liveness(id, now);
+        for slot in due.drain(..) {
+            if let Some(id) = self.conns.by_slot(slot.key as usize, slot.generation) {
+                self.check_liveness(id, now);
+            }
         }
         more
     }
@@ -225,7 +249,7 @@ impl<H> CoreCtx<H> {
                 next = next.map(|n| n.min(next_ping));
             }
             if let Some(deadline) = next {
-                conn.timer = Some(self.timers.borrow_mut().arm(deadline, id));
+                conn.timer = Some(self.timers.borrow_mut().arm(deadline, TimerSlot::of(id)));
             }
             outcome
         });
@@ -286,7 +310,7 @@ mod tests {
     use crate::handler::{EchoHandler, Handler};
     use crate::metrics::Registry;
     use crate::proto::session::{Role, Session};
-    use crate::server::conn::{OpenParts, PeerClose};
+    use crate::server::conn::OpenParts;
     use crate::server::inbox::Inboxes;
     use crate::server::router::Router;
 
@@ -302,9 +326,9 @@ mod tests {
         let parts = Box::new(OpenParts {
             session: Session::new(Role::Server, 1024),
             meta: ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new()),
-            peer_close: PeerClose::default(),
+            peer_close: None,
         });
-        let id = core.conns.insert(-1, core.now_tick(), parts);
+        let id = core.conns.insert(-1, core.now_tick(), 0, parts);
         core.arm_liveness(id);
         id
     }

@@ -3,7 +3,7 @@
 //! answered). All protocol decisions belong to `proto`; this file moves decoded events between
 //! the session, the handler and the connection's state.
 
-use super::conn::OpenParts;
+use super::conn::{OpenParts, PeerClose};
 use super::core::CoreCtx;
 use crate::api::{ConnId, Message};
 use crate::handler::Handler;
@@ -85,8 +85,10 @@ pub(crate) fn decode<H: Handler>(
             }
             Event::Pong(_) => {}
             Event::Close(frame) => {
-                peer_close.code = Some(frame.code.unwrap_or(CloseCode::NO_STATUS));
-                peer_close.reason = frame.reason.to_owned();
+                *peer_close = Some(Box::new(PeerClose {
+                    code: Some(frame.code.unwrap_or(CloseCode::NO_STATUS)),
+                    reason: frame.reason.to_owned(),
+                }));
                 conns.with(id, |c| c.close(frame.reply_code(), ""));
             }
         })

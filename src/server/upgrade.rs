@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::conn::{OpenParts, PeerClose};
+use super::conn::OpenParts;
 use super::core::CoreCtx;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
@@ -63,9 +63,9 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     let parts = Box::new(OpenParts {
         session,
         meta,
-        peer_close: PeerClose::default(),
+        peer_close: None,
     });
-    let id = core.conns.insert(fd, core.now_tick(), parts);
+    let id = core.conns.insert(fd, core.now_tick(), core.now_ms(), parts);
     core.arm_liveness(id);
     core.counters().inc(Counter::Upgrades);
     core.counters().set_open_connections(core.conns.len());
