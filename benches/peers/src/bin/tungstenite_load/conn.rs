@@ -11,9 +11,15 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use tokio::net::TcpStream;
 use tokio::time::{timeout, timeout_at, Instant};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+/// Read buffer per connection. tungstenite zero-fills the free part of its read buffer, up to
+/// this size, before every read, so its 128 KiB default costs a 128 KiB memset per read (half the
+/// client's CPU in ping-pong); 4 KiB is what its docs suggest for many connections, and what the
+/// tokio-tungstenite peer server uses.
+const READ_BUFFER_SIZE: usize = 4 * 1024;
 /// TCP connect plus HTTP upgrade must finish within this.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// After the window, echoes still outstanding must arrive within this.
@@ -71,14 +77,16 @@ pub struct Load {
     pub size: usize,
 }
 
-/// Connects to `addr` and upgrades to `url` within [`CONNECT_TIMEOUT`], with `TCP_NODELAY`.
+/// Connects to `addr` and upgrades to `url` within [`CONNECT_TIMEOUT`], with `TCP_NODELAY` and
+/// a [`READ_BUFFER_SIZE`] read buffer.
 pub async fn connect(addr: &str, url: &str) -> Result<Ws, &'static str> {
     let attempt = async {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|err| io_reason(&err, "connect"))?;
         let _ = stream.set_nodelay(true);
-        tokio_tungstenite::client_async(url, stream)
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_SIZE);
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config))
             .await
             .map(|(ws, _response)| ws)
             .map_err(|err| ws_reason(&err, "handshake"))
