@@ -4,12 +4,15 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// Runs identical load against ringcast and two peer echo servers (fastwebsockets,
-/// tokio-tungstenite), interleaved and repeated, and prints medians and ratios per scenario.
+use crate::scenario::ExtraServer;
+
+/// Runs identical load against ringcast (io_uring and epoll), two peer echo servers
+/// (fastwebsockets, tokio-tungstenite) and any extra servers, with two independent clients,
+/// interleaved and repeated, and prints medians and ratios per scenario and client.
 #[derive(Debug, Parser)]
 pub struct Args {
-    /// Repetitions per scenario; each repetition runs every server once, in turn.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Repetitions per scenario; each repetition runs every server once per client, in turn.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub reps: u32,
     /// Measured duration of each echo and churn run, in whole seconds ("5s" or "5").
     #[arg(long, default_value = "5s", value_parser = parse_seconds)]
@@ -17,10 +20,17 @@ pub struct Args {
     /// Run only the scenario with this exact name, or else those whose name contains it.
     #[arg(long)]
     pub only: Option<String>,
-    /// Directory holding release builds of ringcast, ringcast-loadgen and the peers.
+    /// Extra server to measure as a peer (repeatable): NAME=CMD, where CMD is a shell command
+    /// line with {addr} (127.0.0.1:PORT) or {port}, and optionally {threads}, filled in per run.
+    #[arg(long = "server", value_name = "NAME=CMD", value_parser = ExtraServer::parse)]
+    pub servers: Vec<ExtraServer>,
+    /// Skip the syscall-counting run (perf stat) after each echo scenario's repetitions.
+    #[arg(long)]
+    pub no_syscalls: bool,
+    /// Directory holding release builds of ringcast, the clients and the peers.
     #[arg(long, default_value = "target/release")]
     pub bin_dir: PathBuf,
-    /// Skip the `cargo build --release` of the four binaries before running.
+    /// Skip the `cargo build --release` of the five binaries before running.
     #[arg(long)]
     pub no_build: bool,
     /// Print the scenario names and exit.
@@ -41,7 +51,7 @@ fn parse_seconds(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_seconds;
+    use super::*;
 
     #[test]
     fn parses_whole_seconds() {
@@ -50,5 +60,21 @@ mod tests {
         assert!(parse_seconds("0s").is_err());
         assert!(parse_seconds("1.5s").is_err());
         assert!(parse_seconds("500ms").is_err());
+    }
+
+    #[test]
+    fn server_flags_repeat_and_keep_their_commands() {
+        let args = Args::try_parse_from([
+            "ringcast-bench",
+            "--server",
+            "fws-copy=exec target/release/peer-fastwebsockets --listen {addr} --threads {threads}",
+            "--server=uws=/opt/uws/EchoServer {port}",
+        ])
+        .unwrap();
+        assert_eq!(args.reps, 5);
+        let names: Vec<&str> = args.servers.iter().map(|server| server.name.as_str()).collect();
+        assert_eq!(names, ["fws-copy", "uws"]);
+        assert_eq!(args.servers[1].command, "/opt/uws/EchoServer {port}");
+        assert!(Args::try_parse_from(["ringcast-bench", "--server", "nameless {port}"]).is_err());
     }
 }

@@ -1,11 +1,13 @@
-//! `ringcast-bench`: the comparative benchmark of ringcast against fastwebsockets and
-//! tokio-tungstenite echo servers. See benches/README.md.
+//! `ringcast-bench`: the comparative benchmark of ringcast (io_uring and epoll) against
+//! fastwebsockets, tokio-tungstenite and any extra echo servers, under two independent clients.
+//! See benches/README.md.
 
 mod cli;
 mod measure;
 mod process;
 mod report;
 mod scenario;
+mod syscalls;
 mod sysinfo;
 
 use std::path::Path;
@@ -14,9 +16,11 @@ use std::process::{Command, ExitCode};
 use clap::Parser;
 
 use crate::cli::Args;
-use crate::measure::{Bench, LOADGEN};
+use crate::measure::{Bench, Purpose, SYSCALL_RUN_SECS};
 use crate::report::Outcome;
-use crate::scenario::{Scenario, Server};
+use crate::scenario::{
+    Client, ExtraServer, Scenario, Workload, PEER_FASTWEBSOCKETS, PEER_TOKIO_TUNGSTENITE, RINGCAST, SYSCALLS_PER_MSG,
+};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -31,7 +35,8 @@ fn main() -> ExitCode {
 
 /// Selects the scenarios, prepares the binaries and runs everything, printing as it goes.
 fn run(args: &Args) -> Result<(), String> {
-    let scenarios = select(args.only.as_deref())?;
+    scenario::check_unique(&args.servers)?;
+    let scenarios = select(args.only.as_deref(), &args.servers)?;
     if args.list {
         scenarios.iter().for_each(|scenario| println!("{}", scenario.name));
         return Ok(());
@@ -48,33 +53,72 @@ fn run(args: &Args) -> Result<(), String> {
         args.duration,
         args.bin_dir.display()
     );
+    for extra in &args.servers {
+        println!("extra server {}: sh -c {:?}", extra.name, extra.command);
+    }
+    let syscalls = if args.no_syscalls {
+        Err("not measured (--no-syscalls)".to_owned())
+    } else {
+        syscalls::probe()
+    };
+    match &syscalls {
+        Ok(()) => println!(
+            "syscalls/msg: server syscalls (perf stat -e raw_syscalls:sys_enter) per echoed message, from one \
+             separate {}s run per server and client after the reps",
+            args.duration.min(SYSCALL_RUN_SECS)
+        ),
+        Err(reason) => println!("syscalls/msg: n/a: {reason}"),
+    }
     let bench = Bench::new(args.bin_dir.clone(), args.duration);
     let mut summary = Vec::new();
     for scenario in &scenarios {
-        let outcomes = run_scenario(&bench, scenario, args.reps);
-        println!("\n== {} ({})", scenario.name, scenario.note);
-        print!("{}", report::table(scenario, &outcomes, args.reps));
-        for line in report::ratios(scenario, &outcomes) {
-            println!("  {line}");
-            summary.push(format!("{}: {line}", scenario.name));
+        let outcomes = run_scenario(&bench, scenario, args.reps, syscalls.is_ok());
+        for &client in scenario.workload.clients() {
+            let of_client: Vec<&Outcome> = outcomes.iter().filter(|o| o.client == client).collect();
+            println!(
+                "\n== {} [client {}] ({})",
+                scenario.name,
+                client.binary(),
+                scenario.note
+            );
+            print!("{}", report::table(scenario, client, &of_client, args.reps));
+            if let (Workload::Echo { .. }, Err(reason)) = (scenario.workload, &syscalls) {
+                println!("  syscalls/msg n/a: {reason}");
+            }
+            for line in report::ratios(scenario, client, &of_client) {
+                println!("  {line}");
+                summary.push(format!("{} [{}]: {line}", scenario.name, client.binary()));
+            }
         }
     }
-    println!("\n== summary (ratio = ringcast median / best peer median)");
+    println!("\n== summary (ratio = ringcast median / best peer median, or / the named ringcast baseline)");
     summary.iter().for_each(|line| println!("  {line}"));
     Ok(())
 }
 
-/// Runs every repetition of `scenario`, each repetition running every variant once in turn.
-fn run_scenario(bench: &Bench, scenario: &Scenario, reps: u32) -> Vec<Outcome> {
-    let mut outcomes: Vec<Outcome> = scenario.variants.iter().copied().map(Outcome::new).collect();
+/// Runs every repetition of `scenario`, each repetition running every client against every
+/// variant once in turn; then, for echo loads when `count_syscalls`, one syscall-counting run
+/// of each.
+fn run_scenario(bench: &Bench, scenario: &Scenario, reps: u32, count_syscalls: bool) -> Vec<Outcome> {
+    let mut outcomes: Vec<Outcome> = scenario
+        .workload
+        .clients()
+        .iter()
+        .flat_map(|&client| {
+            scenario
+                .variants
+                .iter()
+                .map(move |variant| Outcome::new(client, variant.clone()))
+        })
+        .collect();
     for rep in 1..=reps {
         for outcome in &mut outcomes {
-            let label = outcome.variant.label();
-            match bench.run_once(scenario, &outcome.variant) {
+            let label = format!("{} / {}", outcome.client.binary(), outcome.variant.label());
+            match bench.run_once(scenario, outcome.client, &outcome.variant, Purpose::Measure) {
                 Ok(sample) => {
                     let shown: Vec<String> = scenario
                         .workload
-                        .metrics()
+                        .metrics(outcome.client)
                         .iter()
                         .filter(|metric| metric.headline)
                         .filter_map(|metric| {
@@ -93,12 +137,26 @@ fn run_scenario(bench: &Bench, scenario: &Scenario, reps: u32) -> Vec<Outcome> {
             }
         }
     }
+    if count_syscalls && matches!(scenario.workload, Workload::Echo { .. }) {
+        for outcome in &mut outcomes {
+            let label = format!("{} / {}", outcome.client.binary(), outcome.variant.label());
+            let counted = bench
+                .run_once(scenario, outcome.client, &outcome.variant, Purpose::CountSyscalls)
+                .map(|sample| sample[SYSCALLS_PER_MSG]);
+            match &counted {
+                Ok(per_msg) => eprintln!("[{} syscalls] {label}: {per_msg:.3} per message", scenario.name),
+                Err(err) => eprintln!("[{} syscalls] {label} FAILED: {err}", scenario.name),
+            }
+            outcome.syscalls = Some(counted);
+        }
+    }
     outcomes
 }
 
-/// The scenario named exactly `only`, else those whose name contains it (all when `None`).
-fn select(only: Option<&str>) -> Result<Vec<Scenario>, String> {
-    let all = scenario::all();
+/// The scenario named exactly `only`, else those whose name contains it (all when `None`),
+/// each with the extra servers.
+fn select(only: Option<&str>, extras: &[ExtraServer]) -> Result<Vec<Scenario>, String> {
+    let all = scenario::all(extras);
     let names: Vec<String> = all.iter().map(|scenario| scenario.name.clone()).collect();
     let exact = only.is_some_and(|name| names.iter().any(|candidate| candidate == name));
     let chosen: Vec<Scenario> = all
@@ -124,16 +182,17 @@ fn select(only: Option<&str>) -> Result<Vec<Scenario>, String> {
 }
 
 /// The binaries the harness starts.
-fn binaries() -> [&'static str; 4] {
+fn binaries() -> [&'static str; 5] {
     [
-        Server::Ringcast.binary(),
-        LOADGEN,
-        Server::FastWebSockets.binary(),
-        Server::TokioTungstenite.binary(),
+        RINGCAST,
+        Client::Loadgen.binary(),
+        Client::TungsteniteLoad.binary(),
+        PEER_FASTWEBSOCKETS,
+        PEER_TOKIO_TUNGSTENITE,
     ]
 }
 
-/// `cargo build --release` of the server, the load generator and both peers.
+/// `cargo build --release` of the server, both clients and both peers.
 fn build() -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
@@ -181,7 +240,7 @@ mod tests {
     use super::select;
 
     fn names(only: Option<&str>) -> Vec<String> {
-        select(only)
+        select(only, &[])
             .unwrap()
             .into_iter()
             .map(|scenario| scenario.name)
@@ -196,6 +255,6 @@ mod tests {
             ["echo-100x20B-inflight16", "two-core-echo-100x20B-inflight16"]
         );
         assert_eq!(names(None).len(), 9);
-        assert!(select(Some("no-such-scenario")).is_err());
+        assert!(select(Some("no-such-scenario"), &[]).is_err());
     }
 }

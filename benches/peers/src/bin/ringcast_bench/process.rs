@@ -1,5 +1,6 @@
-//! Child processes with bounded lifetimes: every process started here is killed when its handle
-//! is dropped, and also when the harness itself dies (`PR_SET_PDEATHSIG`).
+//! Child processes with bounded lifetimes: every process started here is killed, with every
+//! process it started in turn, when its handle is dropped, and also when the harness itself
+//! dies (`PR_SET_PDEATHSIG`, which reaches the direct child only).
 
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -7,6 +8,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+use crate::sysinfo::{descendants, is_alive};
 
 /// How often running children are polled.
 const POLL: Duration = Duration::from_millis(20);
@@ -72,6 +75,11 @@ impl Running {
         self.child.id()
     }
 
+    /// Sends SIGINT to the child (perf stat then prints what it counted and exits).
+    pub fn interrupt(&self) {
+        signal(self.child.id(), libc::SIGINT);
+    }
+
     /// Returns an error (with the child's stderr) if the child has already exited.
     pub fn check_alive(&mut self) -> Result<(), String> {
         match self.child.try_wait() {
@@ -104,20 +112,34 @@ impl Running {
         })
     }
 
-    /// Sends SIGTERM, then SIGKILL after `STOP_GRACE`, and reaps the child.
+    /// Sends SIGTERM to the child and its descendants (a shell's server, say), then SIGKILL to
+    /// those still alive after `STOP_GRACE`, and reaps the child.
     fn stop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-                // SAFETY: plain syscall on our own, not yet reaped, child.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+            let offspring = descendants(self.child.id());
+            signal(self.child.id(), libc::SIGTERM);
+            offspring.iter().for_each(|pid| signal(*pid, libc::SIGTERM));
             let deadline = Instant::now() + STOP_GRACE;
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            while (matches!(self.child.try_wait(), Ok(None)) || offspring.iter().any(|pid| is_alive(*pid)))
+                && Instant::now() < deadline
+            {
                 thread::sleep(POLL);
             }
             let _ = self.child.kill();
+            offspring
+                .iter()
+                .filter(|pid| is_alive(**pid))
+                .for_each(|pid| signal(*pid, libc::SIGKILL));
         }
         let _ = self.child.wait();
+    }
+}
+
+/// Sends `sig` to process `pid`, ignoring failure (it may have exited already).
+fn signal(pid: u32, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: plain syscall; the pid is a child or a descendant seen a moment ago.
+        unsafe { libc::kill(pid, sig) };
     }
 }
 

@@ -3,30 +3,40 @@
 use std::fmt::Write as _;
 
 use crate::measure::Sample;
-use crate::scenario::{Better, Metric, Role, Scenario, Variant};
+use crate::scenario::{Better, Client, Metric, Role, Scenario, Variant, SYSCALLS_PER_MSG};
 
-/// Every repetition of one variant within a scenario.
+/// Every repetition of one variant under one client within a scenario.
 pub struct Outcome {
+    /// The client that applied the load.
+    pub client: Client,
     /// The server configuration.
     pub variant: Variant,
     /// Samples of the successful repetitions.
     pub samples: Vec<Sample>,
     /// `(repetition, error)` for the failed ones.
     pub failures: Vec<(u32, String)>,
+    /// Server syscalls per echoed message from the syscall-counting run, if one was made.
+    pub syscalls: Option<Result<f64, String>>,
 }
 
 impl Outcome {
     /// An outcome with no repetitions yet.
-    pub fn new(variant: Variant) -> Self {
+    pub fn new(client: Client, variant: Variant) -> Self {
         Self {
+            client,
             variant,
             samples: Vec::new(),
             failures: Vec::new(),
+            syscalls: None,
         }
     }
 
-    /// Median of `key` over the successful repetitions that reported it.
+    /// Median of `key` over the successful repetitions that reported it; for
+    /// [`SYSCALLS_PER_MSG`], the syscall-counting run's figure.
     pub fn median(&self, key: &str) -> Option<f64> {
+        if key == SYSCALLS_PER_MSG {
+            return self.syscalls.as_ref().and_then(|result| result.as_ref().ok()).copied();
+        }
         median(
             self.samples
                 .iter()
@@ -47,9 +57,10 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
     }
 }
 
-/// The table for one scenario: one row per variant with the median of every metric.
-pub fn table(scenario: &Scenario, outcomes: &[Outcome], reps: u32) -> String {
-    let metrics = scenario.workload.metrics();
+/// The table of one scenario and client (`outcomes` are that client's): one row per variant
+/// with the median of every metric.
+pub fn table(scenario: &Scenario, client: Client, outcomes: &[&Outcome], reps: u32) -> String {
+    let metrics = scenario.workload.metrics(client);
     let mut header = vec!["server".to_owned(), "ok".to_owned()];
     header.extend(metrics.iter().map(|metric| metric.label.to_owned()));
     let mut rows = vec![header];
@@ -85,23 +96,31 @@ pub fn table(scenario: &Scenario, outcomes: &[Outcome], reps: u32) -> String {
         for (rep, error) in &outcome.failures {
             let _ = writeln!(out, "  ! {} rep {rep} failed: {error}", outcome.variant.label());
         }
+        if let Some(Err(error)) = &outcome.syscalls {
+            let _ = writeln!(out, "  ! {} syscall count failed: {error}", outcome.variant.label());
+        }
     }
     out
 }
 
-/// Ratio lines: ringcast against the best peer for each headline metric, and against its
-/// baseline configuration where the scenario has one.
-pub fn ratios(scenario: &Scenario, outcomes: &[Outcome]) -> Vec<String> {
+/// Ratio lines of one scenario and client: ringcast against the best peer for each headline
+/// metric, then against each of its baseline configurations (epoll, one core), where syscalls
+/// per message are compared too when both were counted.
+pub fn ratios(scenario: &Scenario, client: Client, outcomes: &[&Outcome]) -> Vec<String> {
     let Some(subject) = outcomes.iter().find(|o| o.variant.role == Role::Subject) else {
         return Vec::new();
     };
     let headline: Vec<&Metric> = scenario
         .workload
-        .metrics()
+        .metrics(client)
         .iter()
         .filter(|metric| metric.headline)
         .collect();
-    let peers: Vec<&Outcome> = outcomes.iter().filter(|o| o.variant.role == Role::Peer).collect();
+    let peers: Vec<&Outcome> = outcomes
+        .iter()
+        .copied()
+        .filter(|o| o.variant.role == Role::Peer)
+        .collect();
     let vs_peers: Vec<String> = headline
         .iter()
         .map(|metric| match (subject.median(metric.key), best_peer(&peers, metric)) {
@@ -122,8 +141,13 @@ pub fn ratios(scenario: &Scenario, outcomes: &[Outcome]) -> Vec<String> {
         subject.variant.label(),
         vs_peers.join("; ")
     )];
-    if let Some(baseline) = outcomes.iter().find(|o| o.variant.role == Role::Baseline) {
-        let vs_baseline: Vec<String> = headline
+    let syscalls = scenario
+        .workload
+        .metrics(client)
+        .iter()
+        .find(|metric| metric.key == SYSCALLS_PER_MSG);
+    for baseline in outcomes.iter().filter(|o| o.variant.role == Role::Baseline) {
+        let mut vs_baseline: Vec<String> = headline
             .iter()
             .map(
                 |metric| match (subject.median(metric.key), baseline.median(metric.key)) {
@@ -132,6 +156,11 @@ pub fn ratios(scenario: &Scenario, outcomes: &[Outcome]) -> Vec<String> {
                 },
             )
             .collect();
+        if let Some(metric) = syscalls {
+            if let (Some(ours), Some(base)) = (subject.median(metric.key), baseline.median(metric.key)) {
+                vs_baseline.push(format!("{} {}", metric.label, format_ratio(ours, base)));
+            }
+        }
         lines.push(format!(
             "{} / {}: {}",
             subject.variant.label(),
@@ -182,14 +211,20 @@ fn format_value(value: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scenario::all;
+    use crate::scenario::{all, ExtraServer};
 
-    fn outcome(variant: Variant, values: &[(&'static str, f64)]) -> Outcome {
+    fn outcome(variant: &Variant, values: &[(&'static str, f64)]) -> Outcome {
         Outcome {
-            variant,
             samples: vec![values.iter().copied().collect()],
-            failures: Vec::new(),
+            ..Outcome::new(Client::Loadgen, variant.clone())
         }
+    }
+
+    fn rates(variant: &Variant, per_sec: f64, per_cpu_sec: f64) -> Outcome {
+        outcome(
+            variant,
+            &[("msgs_per_sec", per_sec), ("msgs_per_server_cpu_sec", per_cpu_sec)],
+        )
     }
 
     #[test]
@@ -200,52 +235,92 @@ mod tests {
     }
 
     #[test]
-    fn ratio_uses_the_best_peer_per_metric() {
-        let scenario = all().into_iter().find(|s| s.name == "echo-100x20B-inflight1").unwrap();
-        let [ringcast, fws, tt] = [0, 1, 2].map(|i| scenario.variants[i]);
-        let outcomes = [
-            outcome(ringcast, &[("msgs_per_sec", 300.0), ("msgs_per_server_cpu_sec", 600.0)]),
-            outcome(fws, &[("msgs_per_sec", 200.0), ("msgs_per_server_cpu_sec", 100.0)]),
-            outcome(tt, &[("msgs_per_sec", 100.0), ("msgs_per_server_cpu_sec", 400.0)]),
+    fn ratio_uses_the_best_peer_per_metric_never_ringcast_epoll() {
+        let extra = ExtraServer::parse("uws=./EchoServer {port}").unwrap();
+        let scenario = all(&[extra])
+            .into_iter()
+            .find(|s| s.name == "echo-100x20B-inflight1")
+            .unwrap();
+        let labels: Vec<String> = scenario.variants.iter().map(Variant::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "ringcast",
+                "ringcast-epoll",
+                "fastwebsockets",
+                "tokio-tungstenite",
+                "uws"
+            ]
+        );
+        let v = &scenario.variants;
+        let mut outcomes = [
+            rates(&v[0], 300.0, 600.0),
+            rates(&v[1], 1000.0, 1000.0),
+            rates(&v[2], 200.0, 100.0),
+            rates(&v[3], 100.0, 400.0),
+            rates(&v[4], 150.0, 300.0),
         ];
-        let lines = ratios(&scenario, &outcomes);
+        outcomes[0].syscalls = Some(Ok(0.25));
+        outcomes[1].syscalls = Some(Ok(0.5));
+        outcomes[2].syscalls = Some(Err("perf exited".to_owned()));
+        let outcomes: Vec<&Outcome> = outcomes.iter().collect();
+        let lines = ratios(&scenario, Client::Loadgen, &outcomes);
         assert_eq!(
             lines,
             [
                 "ringcast / best peer: msgs/s 1.50x vs fastwebsockets (higher is better); \
-              msgs/server-cpu-s 1.50x vs tokio-tungstenite (higher is better)"
+                 msgs/server-cpu-s 1.50x vs tokio-tungstenite (higher is better)",
+                "ringcast / ringcast-epoll: msgs/s 0.30x; msgs/server-cpu-s 0.60x; syscalls/msg 0.50x",
             ]
         );
-        let table = table(&scenario, &outcomes, 1);
-        assert!(table.contains("ringcast"), "{table}");
-        assert!(table.lines().nth(1).unwrap().contains("300"), "{table}");
+        let table = table(&scenario, Client::Loadgen, &outcomes, 1);
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(rows[0].contains("syscalls/msg"), "{table}");
+        assert!(
+            rows[1].starts_with("  ringcast ") && rows[1].contains(" 300 ") && rows[1].contains(" 0.25 "),
+            "{table}"
+        );
+        assert!(rows[5].starts_with("  uws "), "{table}");
+        assert!(
+            table.contains("! fastwebsockets syscall count failed: perf exited"),
+            "{table}"
+        );
     }
 
     #[test]
-    fn lower_is_better_picks_the_smallest_peer_and_baseline_line_appears() {
-        let idle = all().into_iter().find(|s| s.name.starts_with("idle")).unwrap();
-        let [ringcast, fws, tt] = [0, 1, 2].map(|i| idle.variants[i]);
-        let outcomes = [
-            outcome(ringcast, &[("rss_bytes_per_conn", 1000.0)]),
-            outcome(fws, &[("rss_bytes_per_conn", 4000.0)]),
-            outcome(tt, &[("rss_bytes_per_conn", 9000.0)]),
-        ];
+    fn lower_is_better_picks_the_smallest_peer_and_every_baseline_gets_a_line() {
+        let idle = all(&[]).into_iter().find(|s| s.name.starts_with("idle")).unwrap();
+        let outcomes: Vec<Outcome> = idle
+            .variants
+            .iter()
+            .zip([1000.0, 900.0, 4000.0, 9000.0])
+            .map(|(variant, bytes)| outcome(variant, &[("rss_bytes_per_conn", bytes)]))
+            .collect();
+        let outcomes: Vec<&Outcome> = outcomes.iter().collect();
         assert_eq!(
-            ratios(&idle, &outcomes),
-            ["ringcast / best peer: RSS bytes/conn 0.25x vs fastwebsockets (lower is better)"]
+            ratios(&idle, Client::Loadgen, &outcomes),
+            [
+                "ringcast / best peer: RSS bytes/conn 0.25x vs fastwebsockets (lower is better)",
+                "ringcast / ringcast-epoll: RSS bytes/conn 1.11x",
+            ]
         );
 
-        let scaling = all().into_iter().find(|s| s.name.starts_with("two-core")).unwrap();
+        let scaling = all(&[]).into_iter().find(|s| s.name.starts_with("two-core")).unwrap();
         let outcomes: Vec<Outcome> = scaling
             .variants
             .iter()
-            .zip([400.0, 100.0, 100.0, 250.0])
-            .map(|(variant, rate)| outcome(*variant, &[("msgs_per_sec", rate), ("msgs_per_server_cpu_sec", rate)]))
+            .zip([400.0, 320.0, 100.0, 100.0, 250.0])
+            .map(|(variant, rate)| rates(variant, rate, rate))
             .collect();
-        let lines = ratios(&scaling, &outcomes);
-        assert_eq!(lines.len(), 2);
+        let outcomes: Vec<&Outcome> = outcomes.iter().collect();
+        let lines = ratios(&scaling, Client::TungsteniteLoad, &outcomes);
+        assert_eq!(lines.len(), 3);
         assert_eq!(
             lines[1],
+            "ringcast x2 / ringcast-epoll x2: msgs/s 1.25x; msgs/server-cpu-s 1.25x"
+        );
+        assert_eq!(
+            lines[2],
             "ringcast x2 / ringcast x1: msgs/s 1.60x; msgs/server-cpu-s 1.60x"
         );
     }
