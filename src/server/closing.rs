@@ -9,12 +9,12 @@ use monoio::net::TcpStream;
 
 use super::conn::{ConnState, EngineClose, IoFlags, OpenParts};
 use super::core::CoreCtx;
+use super::ending::{Ending, TransportError};
 use super::socket::{discard_pending, flush, linger_close, read_once, Flush, ReadResult};
 use crate::api::{CloseInfo, ClosedBy, ConnId};
 use crate::handler::Handler;
 use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
-use crate::proto::session::ProtocolError;
 
 /// What the closing task works with.
 struct ConnIo<'a, H> {
@@ -127,74 +127,6 @@ fn finish<H: Handler>(
     core.call_handler(id, |handler| {
         handler.on_close(&mut core.context(id, &parts.meta), &info)
     });
-}
-
-/// How the open phase of a WebSocket ended.
-pub(crate) enum Ending {
-    /// The client sent a valid close frame.
-    ClientClose,
-    /// A handler queued a close frame.
-    ServerClose,
-    /// The engine closed it (heartbeat, idle, slow consumer, shutdown).
-    Engine(EngineClose),
-    /// The client broke the protocol.
-    Violation(ProtocolError),
-    /// The socket ended or failed without a close handshake.
-    Transport(TransportError),
-}
-
-impl Ending {
-    /// Whether the open phase of `c` is over, and how: the peer's close frame arrived, the
-    /// engine closed it, or a handler queued a close frame.
-    pub(crate) fn of(c: &ConnState) -> Option<Ending> {
-        if c.parts.as_ref().is_some_and(|p| p.session.close_received()) {
-            Some(Ending::ClientClose)
-        } else if let Some(why) = c.engine_close() {
-            Some(Ending::Engine(why))
-        } else if c.close_sent() {
-            Some(Ending::ServerClose)
-        } else {
-            None
-        }
-    }
-}
-
-/// A socket that ended without a close handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TransportError {
-    /// The peer closed TCP without a close frame (1006 from its side).
-    Eof,
-    /// The peer reset the connection.
-    Reset,
-    /// Another read failure.
-    Read,
-    /// A write failed.
-    Write,
-}
-
-impl TransportError {
-    pub fn from_read(error: &io::Error) -> TransportError {
-        match error.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => TransportError::Reset,
-            _ => TransportError::Read,
-        }
-    }
-
-    pub fn from_write(error: &io::Error) -> TransportError {
-        match error.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => TransportError::Reset,
-            _ => TransportError::Write,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            TransportError::Eof => "eof_without_close",
-            TransportError::Reset => "reset",
-            TransportError::Read => "read_error",
-            TransportError::Write => "write_error",
-        }
-    }
 }
 
 /// Classifies how the open phase ended, counts and logs it at once (a protocol violation is

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::conn::{Connections, EngineClose};
 use super::inbox::{Delivery, Outbox, Recipients};
 use super::latch::Latch;
-use super::Shared;
+use super::shared::Shared;
 use crate::api::{ConnId, ConnMeta};
 use crate::handler::Context;
 use crate::metrics::{CoreCounters, Counter};

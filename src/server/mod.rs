@@ -14,6 +14,7 @@
 mod closing;
 pub(crate) mod conn;
 mod core;
+mod ending;
 mod epoll;
 pub(crate) mod inbox;
 mod input;
@@ -24,15 +25,15 @@ pub mod router;
 mod run;
 mod runtime;
 mod sched;
+mod shared;
 mod socket;
 mod sys;
 mod upgrade;
 mod uring;
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::config::{Config, CoreSelectionError, IoMode};
@@ -41,90 +42,12 @@ use crate::metrics::{PrometheusExport, Registry};
 use crate::proto::handshake::Request;
 use inbox::Inboxes;
 use router::{Response, Router};
+use shared::Shared;
 
 pub use inbox::DeliveryHandle;
-pub use runtime::{build_uring_runtime, IoDriver};
+pub use run::IoDriver;
+pub use runtime::build_uring_runtime;
 pub use uring::probe as probe_uring_data_path;
-
-/// State shared by all cores (read-mostly; touched on connect and close, never per message).
-pub(crate) struct Shared {
-    pub config: Config,
-    pub registry: Registry,
-    pub router: Router,
-    /// Every core's inbox for frames sent from elsewhere.
-    pub inboxes: Arc<Inboxes>,
-    open_connections: AtomicUsize,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    shutdown: Arc<AtomicBool>,
-}
-
-/// Which connection limit refused an upgrade.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LimitHit {
-    /// `max_connections` for the whole process (503).
-    Total,
-    /// `max_connections_per_ip` (429).
-    PerIp,
-}
-
-impl Shared {
-    fn new(
-        config: Config,
-        registry: Registry,
-        router: Router,
-        inboxes: Arc<Inboxes>,
-        shutdown: Arc<AtomicBool>,
-    ) -> Shared {
-        Shared {
-            config,
-            registry,
-            router,
-            inboxes,
-            open_connections: AtomicUsize::new(0),
-            per_ip: Mutex::new(HashMap::new()),
-            shutdown,
-        }
-    }
-
-    /// Reserves a slot under `max_connections` and `max_connections_per_ip`.
-    pub fn try_open_connection(&self, ip: IpAddr) -> Result<(), LimitHit> {
-        let before = self.open_connections.fetch_add(1, Ordering::Relaxed);
-        if before >= self.config.max_connections {
-            self.open_connections.fetch_sub(1, Ordering::Relaxed);
-            return Err(LimitHit::Total);
-        }
-        if self.config.max_connections_per_ip > 0 {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            let count = per_ip.entry(ip).or_insert(0);
-            if *count >= self.config.max_connections_per_ip {
-                drop(per_ip);
-                self.open_connections.fetch_sub(1, Ordering::Relaxed);
-                return Err(LimitHit::PerIp);
-            }
-            *count += 1;
-        }
-        Ok(())
-    }
-
-    /// Releases a slot taken by `try_open_connection`.
-    pub fn close_connection(&self, ip: IpAddr) {
-        self.open_connections.fetch_sub(1, Ordering::Relaxed);
-        if self.config.max_connections_per_ip > 0 {
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(count) = per_ip.get_mut(&ip) {
-                *count -= 1;
-                if *count == 0 {
-                    per_ip.remove(&ip);
-                }
-            }
-        }
-    }
-
-    /// Whether a graceful shutdown has been requested.
-    pub fn shutdown_requested(&self) -> bool {
-        self.shutdown.load(Ordering::Relaxed)
-    }
-}
 
 /// Requests a graceful shutdown of a running server from any thread (signal handlers use it).
 #[derive(Debug, Clone)]

@@ -8,13 +8,32 @@ use monoio::net::TcpListener;
 
 use super::conn::EngineClose;
 use super::core::CoreCtx;
-use super::runtime::IoDriver;
 use super::sched::{either, yield_now};
 use super::upgrade::serve;
 use super::{epoll, uring};
 use crate::handler::Handler;
 use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
+
+/// The driver the cores actually run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoDriver {
+    /// Linux io_uring: monoio on io_uring, and open connections on the native io_uring data
+    /// path (multishot recv into a provided-buffer ring, batched sends).
+    IoUring,
+    /// epoll: monoio's legacy driver, and open connections on the epoll readiness set.
+    Epoll,
+}
+
+impl IoDriver {
+    /// "io_uring" or "epoll".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
 
 /// Runs one core until shutdown: the data path, the accept loops and the timer pass, then the
 /// drain.

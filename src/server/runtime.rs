@@ -7,8 +7,9 @@ use std::sync::Arc;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::core::CoreCtx;
-use super::run::run_core;
-use super::{ServerError, Shared};
+use super::run::{run_core, IoDriver};
+use super::shared::Shared;
+use super::ServerError;
 use crate::config::IoMode;
 use crate::handler::Handler;
 
@@ -39,26 +40,6 @@ pub fn build_uring_runtime() -> std::io::Result<monoio::Runtime<monoio::time::Ti
             .build()
     };
     build(true).or_else(|_| build(false))
-}
-
-/// The driver the cores actually run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoDriver {
-    /// Linux io_uring: monoio on io_uring, and open connections on the native io_uring data
-    /// path (multishot recv into a provided-buffer ring, batched sends).
-    IoUring,
-    /// epoll: monoio's legacy driver, and open connections on the epoll readiness set.
-    Epoll,
-}
-
-impl IoDriver {
-    /// "io_uring" or "epoll".
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IoDriver::IoUring => "io_uring",
-            IoDriver::Epoll => "epoll",
-        }
-    }
 }
 
 /// Resolves the `io` setting once for the whole process, probing (where asked) that monoio's

@@ -6,9 +6,9 @@ use std::os::fd::RawFd;
 
 use monoio::net::TcpStream;
 
-use super::closing::TransportError;
 use super::conn::ConnState;
 use super::core::CoreCtx;
+use super::ending::TransportError;
 use super::input::receive;
 use super::sys::{recv_nonblocking, send_nonblocking, send_vectored_nonblocking, shutdown_write, ReadOutcome};
 use crate::api::ConnId;

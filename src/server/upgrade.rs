@@ -10,9 +10,9 @@ use monoio::net::TcpStream;
 
 use super::conn::OpenParts;
 use super::core::CoreCtx;
+use super::shared::LimitHit;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
-use super::LimitHit;
 use crate::api::ConnMeta;
 use crate::handler::Handler;
 use crate::metrics::Counter;

@@ -10,9 +10,10 @@ mod poller;
 use std::future::Future;
 use std::rc::Rc;
 
-use super::closing::{end_open_phase, Ending, TransportError};
+use super::closing::end_open_phase;
 use super::conn::{ConnState, IoFlags};
 use super::core::CoreCtx;
+use super::ending::{Ending, TransportError};
 use super::input::begin;
 use super::sched::{either, yield_now};
 use super::socket::{flush, read_once, Flush, ReadResult};

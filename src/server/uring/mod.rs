@@ -31,9 +31,10 @@ use std::rc::Rc;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::closing::{end_open_phase, Ending, TransportError};
+use super::closing::end_open_phase;
 use super::conn::{EngineClose, IoFlags, GENERATION_BITS};
 use super::core::CoreCtx;
+use super::ending::{Ending, TransportError};
 use super::inbox::Inbox;
 use super::input::{begin, receive};
 use super::sched::{either, yield_now};
