@@ -1,8 +1,9 @@
 //! The application API: a [`Handler`] per core, called on the connection's own core.
 //!
 //! Each core builds its own handler instance from a factory, so handlers need no locks. The
-//! [`Context`] passed to every callback sends to the current connection or to any other
-//! connection on the same core, closes connections, and reads connection metadata.
+//! [`Context`] passed to every callback sends to the current connection or to any connection on
+//! any core (across cores through the engine's inboxes), closes connections, and reads
+//! connection metadata.
 
 use bytes::Bytes;
 

@@ -2,7 +2,8 @@
 //!
 //! Layers, bottom up:
 //! - [`proto`]: the sans-io RFC 6455 core (handshake, frame codec, masking, UTF-8, sessions).
-//! - [`server`]: the thin I/O layer: per-core monoio runtimes, listeners, the per-core reactor.
+//! - [`server`]: the I/O layer: per-core monoio runtimes, listeners, the per-connection state
+//!   machine and its two thin data-path drivers (io_uring, epoll), cross-core inboxes.
 //! - [`api`]: the types the API hands out (ids, metadata, messages, close records, errors).
 //! - [`handler`]: the callback API an application implements.
 //! - [`metrics`]: per-core counters exported in the Prometheus format.

@@ -547,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_asks_the_reactor_once_until_serviced() {
+    fn a_connection_asks_the_driver_once_until_serviced() {
         let conns = Connections::new(0, 1024, 0, Registry::new(1));
         let id = conns.insert(-1, 0, 0, parts());
         conns.send_frame(id, Bytes::from_static(b"a")).unwrap();

@@ -5,7 +5,7 @@
 //! re-armed (and its wait-queue entry re-added) for every message, and each waiting connection
 //! needs its own task, stream object and future (measured: about 1.2 KB of user memory per idle
 //! connection, and ping-pong echo at 0.89x of an epoll server). A persistent registration costs
-//! nothing per message and no user memory per connection; the core's reactor task waits for the
+//! nothing per message and no user memory per connection; the core's epoll driver task waits for the
 //! epoll descriptor itself through the monoio runtime (io_uring or epoll), then drains it.
 
 use std::io;
@@ -28,7 +28,7 @@ pub struct Readiness {
     pub writable: bool,
 }
 
-/// One core's epoll set and the monoio handle its reactor waits on.
+/// One core's epoll set and the monoio handle its driver waits on.
 pub(crate) struct Poller {
     epoll: OwnedFd,
     /// The same epoll descriptor (duplicated) wrapped as a monoio stream, used only for its
