@@ -19,15 +19,6 @@ const FAST_HEARTBEAT: &[&str] = &[
     "20ms",
 ];
 
-fn json_events(server: &ServerProcess, event: &str) -> Vec<serde_json::Value> {
-    server
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == event)
-        .collect()
-}
-
 #[test]
 fn a_silent_client_is_pinged_then_closed_for_heartbeat_timeout() {
     for driver in DRIVERS {
@@ -48,7 +39,7 @@ fn a_silent_client_is_pinged_then_closed_for_heartbeat_timeout() {
         let mut rest = Vec::new();
         let _ = ws.stream.read_to_end(&mut rest);
         server.wait_for_log(|l| l.contains("\"event\":\"close\"") && l.contains("heartbeat_timeout"));
-        let closed = &json_events(&server, "close")[0];
+        let closed = &server.json_events("close")[0];
         assert_eq!(closed["closed_by"], "heartbeat");
         assert_eq!(closed["error"], "heartbeat_timeout");
         assert_eq!(server.metric("ringcast_heartbeat_timeouts_total"), 1);
@@ -223,14 +214,14 @@ fn open_and_close_events_are_structured_json() {
     .unwrap();
     while ws.read().is_ok() {}
     server.wait_for_log(|l| l.contains("\"event\":\"close\""));
-    let open = &json_events(&server, "open")[0];
+    let open = &server.json_events("open")[0];
     assert_eq!(open["path"], "/feed");
     assert_eq!(open["protocol"], "chat");
     assert_eq!(open["core"], 0);
     assert!(open["conn"].is_string() || open["conn"].is_number(), "{open}");
     assert!(open["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(open["handshake_us"].is_u64());
-    let close = &json_events(&server, "close")[0];
+    let close = &server.json_events("close")[0];
     assert_eq!(close["conn"], open["conn"]);
     assert_eq!(close["closed_by"], "client");
     assert_eq!(close["code_received"], 4100);
@@ -278,7 +269,8 @@ fn sigterm_delivers_queued_messages_then_1001_and_exits_zero() {
             .expect("exits once every client answered");
         assert!(status.success(), "{driver}: exit status {status:?}");
         assert_eq!(
-            json_events(&server, "close")
+            server
+                .json_events("close")
                 .iter()
                 .filter(|e| e["closed_by"] == "shutdown")
                 .count(),
@@ -327,7 +319,8 @@ fn two_cores_share_the_port_and_shut_down_together() {
         }
         assert_eq!(server.metric("ringcast_cores"), 2);
         assert_eq!(server.metric("ringcast_connections_open"), 40);
-        let cores: std::collections::BTreeSet<u64> = json_events(&server, "open")
+        let cores: std::collections::BTreeSet<u64> = server
+            .json_events("open")
             .iter()
             .filter_map(|e| e["core"].as_u64())
             .collect();

@@ -31,15 +31,6 @@ fn eventually(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-fn json_events(server: &ServerProcess, event: &str) -> Vec<serde_json::Value> {
-    server
-        .logs()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == event)
-        .collect()
-}
-
 /// A tungstenite client to `addr` whose reads and writes give up after `timeout`, accepting
 /// messages and frames up to 64 MiB.
 fn ws_client(addr: SocketAddr, timeout: Duration) -> tungstenite::WebSocket<TcpStream> {
@@ -88,7 +79,8 @@ fn eof_right_behind_data_closes_the_connection_and_frees_its_slot() {
             client.stream.shutdown(Shutdown::Write).unwrap();
         }
         let eof_closes = || {
-            json_events(&server, "close")
+            server
+                .json_events("close")
                 .iter()
                 .filter(|e| e["error"] == "eof_without_close")
                 .count()

@@ -107,6 +107,15 @@ impl ServerProcess {
         self.logs.lock().unwrap().clone()
     }
 
+    /// The JSON log events named `event` printed so far.
+    pub fn json_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == event)
+            .collect()
+    }
+
     /// Waits (bounded) until some log line satisfies `pred`.
     pub fn wait_for_log(&self, pred: impl Fn(&str) -> bool) -> String {
         for _ in 0..200 {
