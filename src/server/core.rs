@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{Connections, EngineClose};
-use super::inbox::{Delivery, Outbox, Recipients};
+use super::inbox::{Delivery, Inbox, Outbox, Recipients};
 use super::latch::Latch;
 use super::shared::Shared;
 use crate::api::{ConnId, ConnMeta};
@@ -135,6 +135,14 @@ impl<H> CoreCtx<H> {
                 Recipients::Many(ids) => ids.iter().for_each(|&id| deliver_one(id, &frame)),
             }
         }
+    }
+
+    /// This core's inbox (frames sent to its connections from other cores and threads).
+    pub fn inbox(&self) -> &Inbox {
+        self.shared
+            .inboxes
+            .get(self.index)
+            .expect("Server::start creates one inbox per core")
     }
 
     /// This core's counters.

@@ -39,18 +39,13 @@ const READS_PER_TURN: usize = 16;
 /// (accept, handshakes, timers) before the next.
 pub(crate) fn start<H: Handler>(core: Rc<CoreCtx<H>>) -> std::io::Result<impl Future<Output = ()>> {
     let poller = Poller::new()?;
-    let inbox_fd = core
-        .shared
-        .inboxes
-        .get(core.index)
-        .expect("one inbox per core")
-        .eventfd();
+    let inbox_fd = core.inbox().eventfd();
     poller.register(inbox_fd, INBOX_TOKEN)?;
     Ok(serve(core, poller))
 }
 
 async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, poller: Poller) {
-    let inbox = core.shared.inboxes.get(core.index).expect("one inbox per core");
+    let inbox = core.inbox();
     let mut ready = Vec::with_capacity(EVENTS_PER_DRAIN);
     let mut pending = Vec::new();
     let mut opened = Vec::new();

@@ -181,13 +181,12 @@ pub(crate) fn start<H: Handler>(core: Rc<CoreCtx<H>>, sizes: RingSizes) -> io::R
         completions: Vec::with_capacity(256),
         backlog: VecDeque::new(),
     };
-    let shared = driver.core.shared.clone();
-    let inbox = shared.inboxes.get(driver.core.index).expect("one inbox per core");
+    let core = driver.core.clone();
+    let inbox = core.inbox();
     driver.arm_wake_poll(inbox);
     inbox.set_ring_fd(driver.ring.as_raw_fd());
     Ok(async move {
-        let core = driver.core.clone();
-        let inbox = core.shared.inboxes.get(core.index).expect("one inbox per core");
+        let inbox = core.inbox();
         if let Err(error) = driver.serve(inbox, &waiter).await {
             tracing::error!(event = "uring_failed", core = core.index, %error, "the io_uring data path stopped");
         }
