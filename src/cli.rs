@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ringcast::config::{Config, ConfigError, CoreSelection, IoMode, LogFormat};
+use ringcast::config::{Config, ConfigError, CoreSelection, IoMode, LogFormat, SlowConsumerPolicy};
 use ringcast::logging::{LogGuard, LogWriter};
 use tracing_subscriber::EnvFilter;
 
@@ -33,7 +33,7 @@ pub struct Args {
     /// io driver: auto (io_uring, else epoll), uring, epoll.
     #[arg(long, value_enum)]
     io: Option<IoMode>,
-    /// Built-in application (echo).
+    /// Built-in application: echo, or push (topics, POST /publish/{topic}, history, Redis).
     #[arg(long)]
     mode: Option<String>,
     /// Path that accepts WebSocket upgrades (repeatable; "*" for any).
@@ -57,9 +57,43 @@ pub struct Args {
     /// Most open WebSocket connections per client IP; more get 429 (0: unlimited).
     #[arg(long, value_name = "N")]
     max_connections_per_ip: Option<usize>,
-    /// Bytes queued for one connection beyond which it is closed as a slow consumer (1008).
+    /// Bytes queued for one connection beyond which it is a slow consumer (closed, or in push
+    /// mode with --push-slow-consumer drop, loses its oldest queued messages).
     #[arg(long, value_name = "BYTES")]
     max_queued_bytes: Option<usize>,
+    /// Close code for slow consumers: 1008 (policy) or 1013 (try again later).
+    #[arg(long, value_name = "CODE")]
+    slow_consumer_close_code: Option<u16>,
+    /// Largest plain-HTTP request body (POST /publish); larger gets 413.
+    #[arg(long, value_name = "BYTES")]
+    max_http_body: Option<usize>,
+    /// Longest wait for a deferred HTTP response (a publish through Redis) before 504.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    http_reply_timeout: Option<Duration>,
+    /// Push mode: messages of history kept per topic for resuming clients (0: none).
+    #[arg(long, value_name = "N")]
+    push_history_size: Option<usize>,
+    /// Push mode: longest a message stays in history (0s: no age limit).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    push_history_ttl: Option<Duration>,
+    /// Push mode: most topics held; more are refused with 503 after evicting unsubscribed ones.
+    #[arg(long, value_name = "N")]
+    push_max_topics: Option<usize>,
+    /// Push mode: most topics one connection may subscribe to.
+    #[arg(long, value_name = "N")]
+    push_max_topics_per_connection: Option<usize>,
+    /// Push mode: let WebSocket clients publish ({"op":"publish",...}).
+    #[arg(long)]
+    push_ws_publish: bool,
+    /// Push mode: what happens to a subscriber too slow to drain its queue.
+    #[arg(long, value_enum)]
+    push_slow_consumer: Option<SlowConsumerPolicy>,
+    /// Push mode: Redis for fan-out across nodes, redis://HOST:PORT[/DB].
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// Push mode: prefix of every Redis key and channel this cluster uses.
+    #[arg(long, value_name = "PREFIX")]
+    redis_prefix: Option<String>,
     /// Ping a connection that has sent nothing for this long (0s: never).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
@@ -137,6 +171,20 @@ impl Args {
         set(&mut config.max_request_head, self.max_request_head);
         set(&mut config.max_connections_per_ip, self.max_connections_per_ip);
         set(&mut config.max_queued_bytes, self.max_queued_bytes);
+        set(&mut config.slow_consumer_close_code, self.slow_consumer_close_code);
+        set(&mut config.max_http_body, self.max_http_body);
+        set(&mut config.http_reply_timeout, self.http_reply_timeout);
+        set(&mut config.push_history_size, self.push_history_size);
+        set(&mut config.push_history_ttl, self.push_history_ttl);
+        set(&mut config.push_max_topics, self.push_max_topics);
+        set(
+            &mut config.push_max_topics_per_connection,
+            self.push_max_topics_per_connection,
+        );
+        set(&mut config.push_ws_publish, self.push_ws_publish.then_some(true));
+        set(&mut config.push_slow_consumer, self.push_slow_consumer);
+        set(&mut config.redis, self.redis);
+        set(&mut config.redis_prefix, self.redis_prefix);
         set(&mut config.ping_interval, self.ping_interval);
         set(&mut config.pong_timeout, self.pong_timeout);
         set(&mut config.idle_timeout, self.idle_timeout);

@@ -57,6 +57,10 @@ pub struct Config {
     pub max_request_head: usize,
     pub max_connections_per_ip: usize,
     pub max_queued_bytes: usize,
+    pub slow_consumer_close_code: u16,
+    pub max_http_body: usize,
+    #[serde(with = "duration")]
+    pub http_reply_timeout: Duration,
     #[serde(with = "duration")]
     pub ping_interval: Duration,
     #[serde(with = "duration")]
@@ -78,6 +82,25 @@ pub struct Config {
     pub uring_buffers: u16,
     pub uring_buffer_size: u32,
     pub log_buffer_bytes: usize,
+    pub push_history_size: usize,
+    #[serde(with = "duration")]
+    pub push_history_ttl: Duration,
+    pub push_max_topics: usize,
+    pub push_max_topics_per_connection: usize,
+    pub push_ws_publish: bool,
+    pub push_slow_consumer: SlowConsumerPolicy,
+    pub redis: String,
+    pub redis_prefix: String,
+}
+
+/// What push mode does with a subscriber too slow to drain its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowConsumerPolicy {
+    /// Close it with `slow_consumer_close_code`.
+    Close,
+    /// Drop its oldest queued messages and send it a gap notice.
+    Drop,
 }
 
 /// A configuration that could not be read or does not make sense.

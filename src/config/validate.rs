@@ -23,7 +23,34 @@ impl Config {
         self.check_sizes()?;
         self.check_liveness()?;
         self.check_phases()?;
-        self.check_uring()
+        self.check_uring()?;
+        self.check_push()
+    }
+
+    /// Push mode, Redis, and the HTTP side it uses.
+    fn check_push(&self) -> Result<(), ConfigError> {
+        if ![1008, 1013].contains(&self.slow_consumer_close_code) {
+            return invalid("slow_consumer_close_code", "must be 1008 or 1013");
+        }
+        if self.http_reply_timeout.is_zero() {
+            return invalid("http_reply_timeout", "must be above 0");
+        }
+        if self.push_max_topics == 0 {
+            return invalid("push_max_topics", "must be above 0");
+        }
+        if self.push_max_topics_per_connection == 0 {
+            return invalid("push_max_topics_per_connection", "must be above 0");
+        }
+        if !self.redis.is_empty() && !self.redis.starts_with("redis://") {
+            return invalid(
+                "redis",
+                format!("{:?} must be a redis://HOST:PORT URL (or empty)", self.redis),
+            );
+        }
+        if self.redis_prefix.is_empty() || self.redis_prefix.contains(char::is_whitespace) {
+            return invalid("redis_prefix", "must be a non-empty word without spaces");
+        }
+        Ok(())
     }
 
     /// The io_uring data path's ring and buffer pool.

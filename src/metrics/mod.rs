@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 
-pub use export::PrometheusExport;
+pub use export::{MetricSource, PrometheusExport};
 
 /// Every counter the engine keeps, with its Prometheus name and labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +55,17 @@ pub enum Counter {
     CrossCoreUndeliverable,
     UringBuffersExhausted,
     UringCqOverflows,
+    MessagesShed,
+    PushPublishes,
+    PushPublishesRefused,
+    PushDeliveries,
+    PushGapNotices,
+    PushCommandErrors,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 37] = [
+    pub const ALL: [Counter; 43] = [
         Counter::Accepted,
         Counter::AcceptErrors,
         Counter::Upgrades,
@@ -97,6 +103,12 @@ impl Counter {
         Counter::CrossCoreUndeliverable,
         Counter::UringBuffersExhausted,
         Counter::UringCqOverflows,
+        Counter::MessagesShed,
+        Counter::PushPublishes,
+        Counter::PushPublishesRefused,
+        Counter::PushDeliveries,
+        Counter::PushGapNotices,
+        Counter::PushCommandErrors,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -140,6 +152,12 @@ impl Counter {
             CrossCoreUndeliverable => ("ringcast_cross_core_undeliverable_total", None),
             UringBuffersExhausted => ("ringcast_uring_buffers_exhausted_total", None),
             UringCqOverflows => ("ringcast_uring_cq_overflows_total", None),
+            MessagesShed => ("ringcast_messages_shed_total", None),
+            PushPublishes => ("ringcast_push_publishes_total", None),
+            PushPublishesRefused => ("ringcast_push_publishes_refused_total", None),
+            PushDeliveries => ("ringcast_push_deliveries_total", None),
+            PushGapNotices => ("ringcast_push_gap_notices_total", None),
+            PushCommandErrors => ("ringcast_push_command_errors_total", None),
         }
     }
 

@@ -26,7 +26,7 @@ pub(crate) enum EngineClose {
     Heartbeat,
     /// Silent past idle_timeout.
     Idle,
-    /// Its outbound queue went over max_queued_bytes.
+    /// Its outbound queue went over max_queued_bytes (closed with slow_consumer_close_code).
     SlowConsumer,
     /// The server is shutting down.
     Shutdown,
@@ -164,12 +164,12 @@ impl ConnState {
 
     /// Encodes and queues a data message to this connection, `id` (`max_queued` is the
     /// slow-consumer cap).
-    fn send_message(&mut self, id: ConnId, message: Message<'_>, max_queued: usize) -> Result<usize, SendError> {
+    fn send_message(&mut self, id: ConnId, message: Message<'_>, limits: QueueLimits) -> Result<usize, SendError> {
         let (opcode, payload) = match message {
             Message::Text(text) => (OpCode::Text, text.as_bytes()),
             Message::Binary(bytes) => (OpCode::Binary, bytes),
         };
-        self.admit(id, payload.len(), max_queued)?;
+        self.admit(id, payload.len(), limits)?;
         self.queue().push_frame(opcode, payload);
         self.count_out(payload.len());
         self.request_service();
@@ -178,16 +178,56 @@ impl ConnState {
 
     /// Queues a pre-encoded data frame (shared, not copied) and asks the driver to flush it.
     /// Counts its payload bytes (the whole frame if it does not parse as a frame).
-    fn send_frame(&mut self, id: ConnId, frame: Bytes, max_queued: usize) -> Result<usize, SendError> {
-        let payload = match decode_header(&frame) {
-            Ok(Some((header, _))) => header.payload_len as usize,
-            _ => frame.len(),
-        };
-        self.admit(id, frame.len(), max_queued)?;
+    fn send_frame(&mut self, id: ConnId, frame: Bytes, limits: QueueLimits) -> Result<usize, SendError> {
+        let payload = payload_len(&frame);
+        self.admit(id, frame.len(), limits)?;
         self.queue().push_shared(frame);
         self.count_out(payload);
         self.request_service();
         Ok(payload)
+    }
+
+    /// Queues a pre-encoded data frame that may be shed (dropped while still queued) if the
+    /// connection falls behind, instead of closing it: when the queue would go over
+    /// `max_queued`, its oldest sheddable frames (this one last) are dropped until it fits,
+    /// and `notices` turns the dropped frames' keys into frames queued where they were (gap
+    /// notices). Returns the payload length queued (`None` if this frame was shed too) and how
+    /// many frames were shed.
+    fn send_sheddable(
+        &mut self,
+        id: ConnId,
+        frame: Bytes,
+        shed_key: u64,
+        max_queued: usize,
+        notices: impl FnOnce(&[u64]) -> Vec<Bytes>,
+    ) -> Result<(Option<usize>, usize), SendError> {
+        if self.close_sent() {
+            return Err(SendError::Closed(id));
+        }
+        let payload = payload_len(&frame);
+        let queued = self.queued_bytes();
+        if queued <= CONTROL_SLACK || queued + frame.len() <= max_queued {
+            self.queue().push_sheddable(frame, shed_key);
+            self.count_out(payload);
+            self.request_service();
+            return Ok((Some(payload), 0));
+        }
+        let mut shed = Vec::new();
+        let outbound = self.queue();
+        let at = outbound.shed_oldest(queued + frame.len() - max_queued, &mut shed);
+        let fits = outbound.queued_bytes() + frame.len() <= max_queued;
+        if fits {
+            outbound.push_sheddable(frame, shed_key);
+        } else {
+            shed.push(shed_key);
+        }
+        outbound.insert_notices(at, notices(&shed));
+        self.request_service();
+        if !fits {
+            return Ok((None, shed.len()));
+        }
+        self.count_out(payload);
+        Ok((Some(payload), shed.len()))
     }
 
     /// Queues a pong answering a ping (allowed until our close frame is queued).
@@ -270,24 +310,41 @@ impl ConnState {
     }
 
     /// Refuses sends after our close frame, and closes a connection whose queue would go over
-    /// `max_queued` (a consumer too slow to drain it) with 1008 instead of growing. An empty
-    /// queue admits any message (its size is bounded by `max_message_size` or by the caller),
-    /// so one large message is never mistaken for a slow consumer.
-    fn admit(&mut self, id: ConnId, len: usize, max_queued: usize) -> Result<(), SendError> {
+    /// `max_queued_bytes` (a consumer too slow to drain it) with the configured code instead of
+    /// growing. An empty queue admits any message (its size is bounded by `max_message_size`
+    /// or by the caller), so one large message is never mistaken for a slow consumer.
+    fn admit(&mut self, id: ConnId, len: usize, limits: QueueLimits) -> Result<(), SendError> {
         if self.close_sent() {
             return Err(SendError::Closed(id));
         }
         let queued = self.queued_bytes();
-        if queued > CONTROL_SLACK && queued + len > max_queued {
+        if queued > CONTROL_SLACK && queued + len > limits.max_queued_bytes {
             self.close_by_engine(
                 EngineClose::SlowConsumer,
-                CloseCode::POLICY,
+                limits.close_code,
                 "slow consumer: outbound queue over limit",
             );
             return Err(SendError::SlowConsumer(id));
         }
         Ok(())
     }
+}
+
+/// The payload length of a pre-encoded frame (the whole frame if it does not parse as one).
+fn payload_len(frame: &[u8]) -> usize {
+    match decode_header(frame) {
+        Ok(Some((header, _))) => header.payload_len as usize,
+        _ => frame.len(),
+    }
+}
+
+/// A core's outbound queue limit and the code a slow consumer is closed with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    /// `max_queued_bytes`.
+    pub max_queued_bytes: usize,
+    /// `slow_consumer_close_code`.
+    pub close_code: CloseCode,
 }
 
 /// The slot of `id`, if it still holds that connection (not a later one reusing the slot).
@@ -298,7 +355,7 @@ fn find(slab: &mut Slab<ConnState>, id: ConnId) -> Option<&mut ConnState> {
 /// The open connections of one core, keyed by slab index.
 pub struct Connections {
     core: u16,
-    max_queued_bytes: usize,
+    limits: QueueLimits,
     slab: RefCell<Slab<ConnState>>,
     next_generation: Cell<u64>,
     /// Connections that asked for service since the driver last looked.
@@ -314,10 +371,10 @@ impl Connections {
     /// An empty table for core `core`, with room reserved for `expected` connections (the
     /// reservation is virtual memory; pages are touched only as connections arrive). Sends
     /// are counted in `registry`'s block for this core.
-    pub fn new(core: usize, max_queued_bytes: usize, expected: usize, registry: Registry) -> Connections {
+    pub(crate) fn new(core: usize, limits: QueueLimits, expected: usize, registry: Registry) -> Connections {
         Connections {
             core: core as u16,
-            max_queued_bytes,
+            limits,
             slab: RefCell::new(Slab::with_capacity(expected)),
             next_generation: Cell::new(1),
             pending: RefCell::new(Vec::new()),
@@ -425,14 +482,38 @@ impl Connections {
 
     /// Queues a data message to a connection, counting it in the core's counters.
     pub fn send_message(&self, id: ConnId, message: Message<'_>) -> Result<(), SendError> {
-        let sent = self.with(id, |c| c.send_message(id, message, self.max_queued_bytes));
+        let sent = self.with(id, |c| c.send_message(id, message, self.limits));
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
     /// Queues a pre-encoded frame to a connection, counting it in the core's counters.
     pub fn send_frame(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
-        let sent = self.with(id, |c| c.send_frame(id, frame, self.max_queued_bytes));
+        let sent = self.with(id, |c| c.send_frame(id, frame, self.limits));
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
+    }
+
+    /// Queues a pre-encoded frame that is shed rather than closing a slow connection (see
+    /// [`ConnState`]'s `send_sheddable`); counts what was queued and what was shed. Returns
+    /// how many frames were shed (this one included if it did not fit).
+    pub fn send_sheddable(
+        &self,
+        id: ConnId,
+        frame: Bytes,
+        shed_key: u64,
+        notices: impl FnOnce(&[u64]) -> Vec<Bytes>,
+    ) -> Result<usize, SendError> {
+        let max = self.limits.max_queued_bytes;
+        let sent = self.with(id, |c| c.send_sheddable(id, frame, shed_key, max, notices));
+        let (len, shed) = sent.unwrap_or(Err(SendError::Closed(id)))?;
+        let counters = self.registry.core(self.core as usize);
+        if shed > 0 {
+            counters.add(Counter::MessagesShed, shed as u64);
+        }
+        if let Some(len) = len {
+            counters.inc(Counter::MessagesOut);
+            counters.add(Counter::BytesOut, len as u64);
+        }
+        Ok(shed)
     }
 
     /// Counts a queued message, or a slow consumer the moment it is found (before its close
@@ -472,6 +553,13 @@ mod tests {
     use super::*;
     use crate::proto::session::Role;
 
+    fn limits(max_queued_bytes: usize) -> QueueLimits {
+        QueueLimits {
+            max_queued_bytes,
+            close_code: CloseCode::POLICY,
+        }
+    }
+
     fn parts() -> Box<OpenParts> {
         let meta = ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new());
         Box::new(OpenParts {
@@ -483,7 +571,7 @@ mod tests {
 
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
-        let conns = Connections::new(3, 1024, 0, Registry::new(4));
+        let conns = Connections::new(3, limits(1024), 0, Registry::new(4));
         let first = conns.insert(-1, 0, 0, parts());
         conns.remove(first).unwrap();
         let second = conns.insert(-1, 0, 0, parts());
@@ -501,7 +589,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
-        let conns = Connections::new(0, 1024, 0, Registry::new(1));
+        let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
         let id = conns.insert(-1, 0, 0, parts());
         conns.send_message(id, Message::Binary(&[0; 300])).unwrap();
         assert_eq!(
@@ -521,7 +609,7 @@ mod tests {
     #[test]
     fn an_empty_queue_admits_a_message_larger_than_the_cap() {
         let registry = Registry::new(1);
-        let conns = Connections::new(0, 1024, 0, registry.clone());
+        let conns = Connections::new(0, limits(1024), 0, registry.clone());
         let id = conns.insert(-1, 0, 0, parts());
         conns.with(id, |c| c.send_pong(b"pending control frame"));
         conns.send_message(id, Message::Binary(&[7; 4096])).unwrap();
@@ -531,8 +619,32 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_connection_sheds_its_oldest_sheddable_frames_and_gets_notices_in_their_place() {
+        let registry = Registry::new(1);
+        let conns = Connections::new(0, limits(1024), 0, registry.clone());
+        let id = conns.insert(-1, 0, 0, parts());
+        let frame = |n: u8| Bytes::from(vec![n; 400]);
+        conns.send_frame(id, frame(0)).unwrap();
+        assert_eq!(conns.send_sheddable(id, frame(1), 11, |_| unreachable!()), Ok(0));
+        let mut seen = Vec::new();
+        let shed = conns.send_sheddable(id, frame(2), 12, |keys| {
+            seen = keys.to_vec();
+            vec![Bytes::from_static(b"notice")]
+        });
+        assert_eq!(shed, Ok(1), "the oldest sheddable frame made room");
+        assert_eq!(seen, [11]);
+        let queued: Vec<u8> = conns
+            .with(id, |c| c.outbound_mut().unwrap().chunks().map(|c| c[0]).collect())
+            .unwrap();
+        assert_eq!(queued, [0, b'n', 2], "the notice stands where the shed frame was");
+        assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None, "not closed");
+        assert_eq!(registry.total(Counter::MessagesShed), 1);
+        assert_eq!(registry.total(Counter::MessagesOut), 3);
+    }
+
+    #[test]
     fn nothing_is_queued_after_close() {
-        let conns = Connections::new(0, 1024, 0, Registry::new(1));
+        let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
         let id = conns.insert(-1, 0, 0, parts());
         conns.send_message(id, Message::Text("a")).unwrap();
         conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
@@ -548,7 +660,7 @@ mod tests {
 
     #[test]
     fn a_connection_asks_the_driver_once_until_serviced() {
-        let conns = Connections::new(0, 1024, 0, Registry::new(1));
+        let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
         let id = conns.insert(-1, 0, 0, parts());
         conns.send_frame(id, Bytes::from_static(b"a")).unwrap();
         conns.send_frame(id, Bytes::from_static(b"b")).unwrap();
@@ -568,7 +680,7 @@ mod tests {
 
     #[test]
     fn an_idle_connection_holds_no_queue() {
-        let conns = Connections::new(0, 1024, 0, Registry::new(1));
+        let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
         let id = conns.insert(-1, 0, 0, parts());
         assert!(conns
             .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())

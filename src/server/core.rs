@@ -6,12 +6,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::{Connections, EngineClose};
+use super::conn::{Connections, EngineClose, QueueLimits};
+use super::http::HttpReplies;
 use super::inbox::{Delivery, Inbox, Outbox, Recipients};
 use super::latch::Latch;
 use super::shared::Shared;
 use crate::api::{ConnId, ConnMeta};
-use crate::handler::Context;
+use crate::handler::{Context, CoreContext, Handler};
 use crate::metrics::{CoreCounters, Counter};
 use crate::proto::close::CloseCode;
 use crate::timer::{duration_to_ticks, spread_first_check, ticks_elapsed, TimerWheel};
@@ -60,6 +61,8 @@ pub(crate) struct CoreCtx<H> {
     opened: RefCell<Vec<(ConnId, Vec<u8>)>>,
     /// Frames this core's handlers sent to other cores this turn.
     pub outbox: Outbox,
+    /// HTTP responses the handler has promised for later.
+    pub http: HttpReplies,
 }
 
 impl<H> CoreCtx<H> {
@@ -67,7 +70,7 @@ impl<H> CoreCtx<H> {
         let expected = expected_per_core(&shared);
         CoreCtx {
             index,
-            conns: Connections::new(index, shared.config.max_queued_bytes, expected, shared.registry.clone()),
+            conns: Connections::new(index, queue_limits(&shared.config), expected, shared.registry.clone()),
             handler: RefCell::new(handler),
             scratch: RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice()),
             timers: RefCell::new(TimerWheel::with_capacity(0, expected)),
@@ -78,6 +81,7 @@ impl<H> CoreCtx<H> {
             drained: Latch::default(),
             opened: RefCell::new(Vec::new()),
             outbox: Outbox::new(shared.registry.core_count()),
+            http: HttpReplies::default(),
             shared,
         }
     }
@@ -98,13 +102,23 @@ impl<H> CoreCtx<H> {
     /// logged, the connection is closed with 1011, and the core goes on serving the others.
     /// Returns `None` if the handler panicked.
     pub fn call_handler<R>(&self, id: ConnId, f: impl FnOnce(&mut H) -> R) -> Option<R> {
-        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.handler.borrow_mut())));
-        if result.is_err() {
-            self.counters().inc(Counter::HandlerPanics);
+        let result = self.call_for_core(f);
+        if result.is_none() {
             tracing::error!(event = "handler_panic", conn = %id, core = self.index, "handler panicked; closing its connection with 1011");
             self.conns.with(id, |c| {
                 c.close_by_engine(EngineClose::HandlerPanic, CloseCode::INTERNAL_ERROR, "internal error")
             });
+        }
+        result
+    }
+
+    /// Calls the handler for the core as a whole (an HTTP request, a post), containing and
+    /// counting a panic. Returns `None` if the handler panicked.
+    pub fn call_for_core<R>(&self, f: impl FnOnce(&mut H) -> R) -> Option<R> {
+        let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.handler.borrow_mut())));
+        if result.is_err() {
+            self.counters().inc(Counter::HandlerPanics);
+            tracing::error!(event = "handler_panic", core = self.index, "handler panicked");
         }
         result.ok()
     }
@@ -112,15 +126,28 @@ impl<H> CoreCtx<H> {
     /// The handler's view of the engine for a callback about connection `id`.
     pub fn context<'a>(&'a self, id: ConnId, meta: &'a ConnMeta) -> Context<'a> {
         Context {
-            conns: &self.conns,
-            outbox: &self.outbox,
+            engine: self.core_context(),
             id,
             meta,
         }
     }
 
-    /// Queues every delivery that arrived from other cores or threads on its connections.
-    pub fn deliver(&self, deliveries: &mut Vec<Delivery>) {
+    /// The handler's view of the engine for a callback about the core as a whole.
+    pub fn core_context(&self) -> CoreContext<'_> {
+        CoreContext {
+            conns: &self.conns,
+            outbox: &self.outbox,
+            http: &self.http,
+            core: self.index,
+        }
+    }
+
+    /// Queues every frame that arrived from other cores or threads on its connections, and
+    /// hands every post to the handler, in arrival order.
+    pub fn deliver(&self, deliveries: &mut Vec<Delivery>)
+    where
+        H: Handler,
+    {
         let counters = self.counters();
         let deliver_one = |id: ConnId, frame: &bytes::Bytes| {
             let counter = match self.conns.send_frame(id, frame.clone()) {
@@ -129,10 +156,19 @@ impl<H> CoreCtx<H> {
             };
             counters.inc(counter);
         };
-        for Delivery { to, frame } in deliveries.drain(..) {
-            match to {
-                Recipients::One(id) => deliver_one(id, &frame),
-                Recipients::Many(ids) => ids.iter().for_each(|&id| deliver_one(id, &frame)),
+        for delivery in deliveries.drain(..) {
+            match delivery {
+                Delivery::Frame {
+                    to: Recipients::One(id),
+                    frame,
+                } => deliver_one(id, &frame),
+                Delivery::Frame {
+                    to: Recipients::Many(ids),
+                    frame,
+                } => ids.iter().for_each(|&id| deliver_one(id, &frame)),
+                Delivery::Post(post) => {
+                    self.call_for_core(|h| h.on_post(&mut self.core_context(), &post));
+                }
             }
         }
     }
@@ -304,6 +340,14 @@ enum Liveness {
     HeartbeatTimeout,
     Pinged,
     Alive,
+}
+
+/// The configured outbound queue limit and slow-consumer close code.
+fn queue_limits(config: &crate::config::Config) -> QueueLimits {
+    QueueLimits {
+        max_queued_bytes: config.max_queued_bytes,
+        close_code: CloseCode(config.slow_consumer_close_code),
+    }
 }
 
 /// Slab and timer capacity reserved per core: virtual memory only, touched as connections come.

@@ -1,6 +1,6 @@
-//! Cross-core delivery: pre-encoded frames sent to connections that live on another core, from
-//! another core's handlers or from any thread outside the cores (an HTTP publish handler, a
-//! broker subscriber).
+//! Cross-core delivery: pre-encoded frames sent to connections that live on another core, and
+//! application [`Post`]s for another core's handler, from another core's handlers or from any
+//! thread outside the cores (an HTTP publish handler, a broker subscriber).
 //!
 //! Every core has one [`Inbox`]. A core collects what its handlers send to other cores in its
 //! [`Outbox`] during a loop turn and hands each destination the whole batch at the end of the
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use crate::api::{ConnId, SendError};
+use crate::api::{ConnId, Post, PostError, SendError};
 
 /// Who a delivery is for: connections of one core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,11 +29,13 @@ pub(crate) enum Recipients {
     Many(Arc<[ConnId]>),
 }
 
-/// One pre-encoded frame on its way to connections of one core.
-#[derive(Debug, Clone)]
-pub(crate) struct Delivery {
-    pub to: Recipients,
-    pub frame: Bytes,
+/// What travels through an inbox to one core.
+#[derive(Clone)]
+pub(crate) enum Delivery {
+    /// One pre-encoded frame for connections of the core.
+    Frame { to: Recipients, frame: Bytes },
+    /// An application item for the core's handler ([`crate::handler::Handler::on_post`]).
+    Post(Post),
 }
 
 /// One core's inbox: deliveries from any thread, taken in batches by the core's driver.
@@ -188,10 +190,18 @@ impl Outbox {
     pub fn send(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
         let mut per_core = self.per_core.borrow_mut();
         let batch = per_core.get_mut(id.core()).ok_or(SendError::NoSuchCore(id))?;
-        batch.push(Delivery {
+        batch.push(Delivery::Frame {
             to: Recipients::One(id),
             frame,
         });
+        Ok(())
+    }
+
+    /// Queues `post` for the handler of `core` (handed over after this turn).
+    pub fn post(&self, core: usize, post: Post) -> Result<(), PostError> {
+        let mut per_core = self.per_core.borrow_mut();
+        let batch = per_core.get_mut(core).ok_or(PostError::NoSuchCore(core))?;
+        batch.push(Delivery::Post(post));
         Ok(())
     }
 }
@@ -229,9 +239,23 @@ impl DeliveryHandle {
         self.deliver(core, Recipients::Many(ids), frame, first)
     }
 
+    /// Hands `post` to the handler of `core` ([`crate::handler::Handler::on_post`] runs on
+    /// that core's thread). Posts from one thread to one core arrive in the order posted, and in
+    /// order with the frames sent from that thread.
+    pub fn post(&self, core: usize, post: Post) -> Result<(), PostError> {
+        let inbox = self.inboxes.get(core).ok_or(PostError::NoSuchCore(core))?;
+        inbox.push(&mut vec![Delivery::Post(post)], false);
+        Ok(())
+    }
+
+    /// How many cores the server runs (posts go to cores `0..cores()`).
+    pub fn cores(&self) -> usize {
+        self.inboxes.len()
+    }
+
     fn deliver(&self, core: usize, to: Recipients, frame: Bytes, named: ConnId) -> Result<(), SendError> {
         let inbox = self.inboxes.get(core).ok_or(SendError::NoSuchCore(named))?;
-        inbox.push(&mut vec![Delivery { to, frame }], false);
+        inbox.push(&mut vec![Delivery::Frame { to, frame }], false);
         Ok(())
     }
 }
@@ -249,9 +273,16 @@ mod tests {
     use super::*;
 
     fn delivery(n: u8) -> Delivery {
-        Delivery {
+        Delivery::Frame {
             to: Recipients::One(ConnId::new(1, 0, 1)),
             frame: Bytes::from(vec![n]),
+        }
+    }
+
+    fn first_byte(delivery: &Delivery) -> u8 {
+        match delivery {
+            Delivery::Frame { frame, .. } => frame[0],
+            Delivery::Post(post) => *post.downcast_ref::<u8>().unwrap(),
         }
     }
 
@@ -267,7 +298,7 @@ mod tests {
         );
         let mut taken = Vec::new();
         inbox.take(&mut taken);
-        let order: Vec<u8> = taken.iter().map(|d| d.frame[0]).collect();
+        let order: Vec<u8> = taken.iter().map(first_byte).collect();
         assert_eq!(order, [1, 2, 3]);
         inbox.clear_eventfd();
         inbox.set_ring_fd(42);
@@ -287,15 +318,18 @@ mod tests {
         outbox.send(ConnId::new(1, 3, 9), Bytes::from_static(b"b")).unwrap();
         let far = ConnId::new(2, 0, 1);
         assert_eq!(outbox.send(far, Bytes::new()), Err(SendError::NoSuchCore(far)));
+        outbox.post(1, Arc::new(3u8)).unwrap();
+        assert_eq!(outbox.post(2, Arc::new(0u8)), Err(PostError::NoSuchCore(2)));
         outbox.flush(&inboxes, false, |_, _| unreachable!("no ring announced"));
         let mut taken = Vec::new();
         inboxes.get(1).unwrap().take(&mut taken);
-        assert_eq!(taken.len(), 2);
+        let order: Vec<u8> = taken.iter().map(first_byte).collect();
+        assert_eq!(order, b"ab\x03", "frames and posts in the order sent");
         outbox.flush(&inboxes, false, |_, _| unreachable!("nothing left to hand over"));
         inboxes.get(1).unwrap().take(&mut taken);
-        assert_eq!(taken.len(), 2, "the outbox was emptied by the first flush");
+        assert_eq!(taken.len(), 3, "the outbox was emptied by the first flush");
         inboxes.get(0).unwrap().take(&mut taken);
-        assert_eq!(taken.len(), 2, "nothing for core 0");
+        assert_eq!(taken.len(), 3, "nothing for core 0");
     }
 
     #[test]
@@ -309,5 +343,7 @@ mod tests {
             Err(SendError::NoSuchCore(far))
         );
         assert!(handle.send(ConnId::new(0, 1, 2), Bytes::new()).is_ok());
+        assert_eq!(handle.post(1, Arc::new(0u8)), Err(PostError::NoSuchCore(1)));
+        assert!(handle.post(0, Arc::new(0u8)).is_ok());
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod conn;
 mod core;
 mod ending;
 mod epoll;
+pub(crate) mod http;
 pub(crate) mod inbox;
 mod input;
 mod latch;
@@ -38,7 +39,7 @@ use std::thread::JoinHandle;
 
 use crate::config::{Config, CoreSelectionError, IoMode};
 use crate::handler::Handler;
-use crate::metrics::{PrometheusExport, Registry};
+use crate::metrics::{MetricSource, PrometheusExport, Registry};
 use crate::proto::handshake::Request;
 use inbox::Inboxes;
 use router::{Response, Router};
@@ -100,10 +101,16 @@ pub enum ServerError {
     Spawn(std::io::Error),
 }
 
+/// A readiness detail: `Ok(line)` while that part is fine, `Err(line)` while it is degraded
+/// (the node still serves; `/readyz` stays 200 and prints the line).
+pub type ReadinessCheck = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// Builds and starts the engine.
 pub struct Server {
     config: Config,
     router: Router,
+    metric_sources: Vec<Arc<dyn MetricSource>>,
+    readiness: Vec<ReadinessCheck>,
 }
 
 impl Server {
@@ -111,7 +118,24 @@ impl Server {
     pub fn new(config: Config) -> Server {
         let mut router = Router::default();
         router.add("/healthz", Arc::new(|_: &Request| Response::text(200, "ok\n")));
-        Server { config, router }
+        Server {
+            config,
+            router,
+            metric_sources: Vec::new(),
+            readiness: Vec::new(),
+        }
+    }
+
+    /// Adds metrics reported at every `/metrics` scrape (see [`MetricSource`]).
+    pub fn metric_source(mut self, source: Arc<dyn MetricSource>) -> Server {
+        self.metric_sources.push(source);
+        self
+    }
+
+    /// Adds a line to `/readyz` (see [`ReadinessCheck`]).
+    pub fn readiness_check(mut self, check: ReadinessCheck) -> Server {
+        self.readiness.push(check);
+        self
     }
 
     /// Adds a plain-HTTP route (exact path, GET/HEAD).
@@ -142,21 +166,17 @@ impl Server {
         let mut router = self.router;
         let shutdown = Arc::new(AtomicBool::new(false));
         let readiness = ShutdownHandle { flag: shutdown.clone() };
-        router.add(
-            "/readyz",
-            Arc::new(move |_: &Request| match readiness.is_shutting_down() {
-                true => Response::text(503, "shutting down\n"),
-                false => Response::text(200, "ready\n"),
-            }),
-        );
+        let checks = self.readiness;
+        router.add("/readyz", Arc::new(move |_: &Request| readyz(&readiness, &checks)));
         let export = Arc::new(PrometheusExport::new());
         let scrape = registry.clone();
+        let sources = self.metric_sources;
         router.add(
             "/metrics",
             Arc::new(move |_: &Request| Response {
                 status: 200,
                 content_type: "text/plain; version=0.0.4".into(),
-                body: export.render(&scrape).into_bytes(),
+                body: export.render(&scrape, &sources).into_bytes(),
             }),
         );
         let shared = Arc::new(Shared::new(
@@ -186,6 +206,22 @@ impl Server {
             shutdown: ShutdownHandle { flag: shutdown },
         })
     }
+}
+
+/// `/readyz`: 503 while shutting down, else 200 with one line per readiness check (a degraded
+/// part says so but keeps the node in service).
+fn readyz(shutdown: &ShutdownHandle, checks: &[ReadinessCheck]) -> Response {
+    if shutdown.is_shutting_down() {
+        return Response::text(503, "shutting down\n");
+    }
+    let mut body = String::from("ready\n");
+    for check in checks {
+        match check() {
+            Ok(line) => body += &format!("{line}\n"),
+            Err(line) => body += &format!("degraded: {line}\n"),
+        }
+    }
+    Response::text(200, body)
 }
 
 /// A started server: its bound addresses and its core threads.

@@ -4,6 +4,11 @@
 //! connection alone (echo replies, pongs) are appended to one tail buffer so several small frames
 //! go out in one iovec. The queue makes no system call: a driver takes its chunks (as iovecs),
 //! writes them its own way, and reports how many bytes the kernel took.
+//!
+//! A shared frame may be queued *sheddable*, with a nonzero key its sender chooses: a slow
+//! consumer can then lose its oldest such frames instead of the connection
+//! ([`Outbound::shed_oldest`]). Frames a write in flight points at ([`Outbound::pin`]) and a
+//! frame already partly written are never shed.
 
 use std::collections::VecDeque;
 
@@ -11,12 +16,23 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::proto::frame::{encode_frame, OpCode};
 
+/// One queued frame and its shed key (0: never shed).
+#[derive(Debug)]
+struct Queued {
+    bytes: Bytes,
+    shed_key: u64,
+}
+
 /// Frames waiting to be written to one connection.
 #[derive(Debug, Default)]
 pub struct Outbound {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Queued>,
     tail: BytesMut,
     queued_bytes: usize,
+    /// How many front frames the write in flight points at.
+    pinned: usize,
+    /// Whether the front frame has been partly written.
+    front_partial: bool,
 }
 
 impl Outbound {
@@ -32,9 +48,15 @@ impl Outbound {
 
     /// Queues a pre-encoded frame (shared with other connections, not copied).
     pub fn push_shared(&mut self, frame: Bytes) {
+        self.push_sheddable(frame, 0);
+    }
+
+    /// Queues a pre-encoded frame that [`Outbound::shed_oldest`] may drop (`shed_key` nonzero;
+    /// 0 queues it for good).
+    pub fn push_sheddable(&mut self, frame: Bytes, shed_key: u64) {
         self.seal();
         self.queued_bytes += frame.len();
-        self.frames.push_back(frame);
+        self.frames.push_back(Queued { bytes: frame, shed_key });
     }
 
     /// Encodes an unmasked final frame for this connection into the coalescing tail.
@@ -48,7 +70,7 @@ impl Outbound {
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
         self.frames
             .iter()
-            .map(|b| b.as_ref())
+            .map(|q| q.bytes.as_ref())
             .chain(std::iter::once(self.tail.as_ref()))
             .filter(|c| !c.is_empty())
     }
@@ -58,13 +80,16 @@ impl Outbound {
     /// flight (frames queued meanwhile go into a fresh tail).
     pub fn seal(&mut self) {
         if !self.tail.is_empty() {
-            self.frames.push_back(self.tail.split().freeze());
+            self.frames.push_back(Queued {
+                bytes: self.tail.split().freeze(),
+                shed_key: 0,
+            });
         }
     }
 
     /// Points `iovecs` at the queued bytes, in order (at most `iovecs.len()` chunks); returns
     /// how many were filled and the bytes they cover. Call [`Outbound::seal`] first when the
-    /// write outlives this borrow.
+    /// write outlives this borrow, and [`Outbound::pin`] with the count.
     pub fn fill_iovecs(&self, iovecs: &mut [libc::iovec]) -> (usize, usize) {
         let mut bytes = 0;
         let mut count = 0;
@@ -79,17 +104,27 @@ impl Outbound {
         (count, bytes)
     }
 
-    /// Drops the first `written` bytes (what the kernel took).
+    /// Marks the first `frames` frames as pointed at by a write in flight: they are not shed
+    /// until the write completes ([`Outbound::consume`]).
+    pub fn pin(&mut self, frames: usize) {
+        self.pinned = frames;
+    }
+
+    /// Drops the first `written` bytes (what the kernel took) once a write has completed;
+    /// nothing is pinned afterwards.
     pub fn consume(&mut self, mut written: usize) {
         self.queued_bytes -= written;
+        self.pinned = 0;
         while written > 0 {
             match self.frames.front_mut() {
-                Some(front) if front.len() <= written => {
-                    written -= front.len();
+                Some(front) if front.bytes.len() <= written => {
+                    written -= front.bytes.len();
                     self.frames.pop_front();
+                    self.front_partial = false;
                 }
                 Some(front) => {
-                    front.advance(written);
+                    front.bytes.advance(written);
+                    self.front_partial = true;
                     written = 0;
                 }
                 None => {
@@ -98,5 +133,106 @@ impl Outbound {
                 }
             }
         }
+    }
+
+    /// Drops the oldest sheddable frames, skipping pinned and partly written ones, until at
+    /// least `bytes` are freed or none is left; their keys are appended to `shed` in queue
+    /// order. Returns where the first dropped frame was, for [`Outbound::insert_notices`].
+    pub fn shed_oldest(&mut self, bytes: usize, shed: &mut Vec<u64>) -> Option<usize> {
+        let start = self.pinned.max(usize::from(self.front_partial)).min(self.frames.len());
+        let mut freed = 0;
+        let mut first = None;
+        let rest: Vec<Queued> = self.frames.drain(start..).collect();
+        for queued in rest {
+            if freed < bytes && queued.shed_key != 0 {
+                freed += queued.bytes.len();
+                shed.push(queued.shed_key);
+                first.get_or_insert(self.frames.len());
+            } else {
+                self.frames.push_back(queued);
+            }
+        }
+        self.queued_bytes -= freed;
+        first
+    }
+
+    /// Inserts `notices` (kept for good) at queue position `at`, in order; at the end with
+    /// `None`.
+    pub fn insert_notices(&mut self, at: Option<usize>, notices: impl IntoIterator<Item = Bytes>) {
+        self.seal();
+        let mut at = at.unwrap_or(self.frames.len()).min(self.frames.len());
+        for notice in notices {
+            self.queued_bytes += notice.len();
+            self.frames.insert(
+                at,
+                Queued {
+                    bytes: notice,
+                    shed_key: 0,
+                },
+            );
+            at += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(keys: &[u64]) -> Outbound {
+        let mut out = Outbound::default();
+        for (i, &key) in keys.iter().enumerate() {
+            out.push_sheddable(Bytes::from(vec![i as u8; 10]), key);
+        }
+        out
+    }
+
+    fn contents(out: &Outbound) -> Vec<u8> {
+        out.chunks().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn shedding_drops_the_oldest_sheddable_frames_only() {
+        let mut out = queue(&[0, 1, 2, 3]);
+        let mut shed = Vec::new();
+        assert_eq!(out.shed_oldest(15, &mut shed), Some(1));
+        assert_eq!(shed, [1, 2], "two frames free 20 >= 15 bytes, oldest first");
+        assert_eq!(out.queued_bytes(), 20);
+        assert_eq!(contents(&out), [[0u8; 10], [3; 10]].concat());
+        out.insert_notices(Some(1), [Bytes::from_static(b"gap")]);
+        assert_eq!(contents(&out), [&[0u8; 10][..], b"gap", &[3; 10]].concat());
+        assert_eq!(out.queued_bytes(), 23);
+    }
+
+    #[test]
+    fn pinned_and_partly_written_frames_are_never_shed() {
+        let mut out = queue(&[1, 2, 3]);
+        out.pin(2);
+        let mut shed = Vec::new();
+        assert_eq!(out.shed_oldest(100, &mut shed), Some(2));
+        assert_eq!(shed, [3], "the two frames in flight stay");
+        out.consume(15);
+        shed.clear();
+        assert_eq!(out.shed_oldest(100, &mut shed), None, "the half-written frame stays");
+        assert!(shed.is_empty());
+        assert_eq!(contents(&out), [1u8; 5]);
+        out.consume(5);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn the_coalescing_tail_is_never_shed() {
+        let mut out = queue(&[7]);
+        out.push_frame(OpCode::Pong, b"p");
+        let mut shed = Vec::new();
+        out.shed_oldest(1000, &mut shed);
+        assert_eq!(shed, [7]);
+        assert_eq!(contents(&out), [0x8a, 1, b'p']);
+        out.insert_notices(None, [Bytes::from_static(b"n")]);
+        assert_eq!(
+            contents(&out),
+            [0x8a, 1, b'p', b'n'],
+            "notices go after the sealed tail"
+        );
     }
 }

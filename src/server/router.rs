@@ -1,34 +1,15 @@
 //! The small internal HTTP router: plain (non-upgrade) requests on the WebSocket port.
 //!
-//! Routes match exact paths and answer GET/HEAD. Built in: `/healthz` and `/metrics`; an
-//! embedding application adds its own with [`crate::server::Server::route`].
+//! Routes match exact paths and answer GET/HEAD. Built in: `/healthz`, `/readyz` and
+//! `/metrics`; an embedding application adds its own with [`crate::server::Server::route`].
+//! Requests a handler takes first ([`crate::handler::Handler::on_http`], e.g. `POST /publish`)
+//! never reach the router.
 
 use std::sync::Arc;
 
+pub use crate::api::Response;
 use crate::config::Config;
 use crate::proto::handshake::{http_response, HttpError, Request};
-
-/// An HTTP response produced by a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    /// Status code.
-    pub status: u16,
-    /// `Content-Type` header value.
-    pub content_type: String,
-    /// Body bytes.
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    /// A `text/plain` response.
-    pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8".into(),
-            body: body.into().into_bytes(),
-        }
-    }
-}
 
 /// A route's handler; it runs on the core that accepted the request.
 pub type RouteFn = dyn Fn(&Request) -> Response + Send + Sync;

@@ -10,13 +10,14 @@ use monoio::net::TcpStream;
 
 use super::conn::OpenParts;
 use super::core::CoreCtx;
+use super::http::{body_length, BodyLength};
 use super::shared::LimitHit;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
-use crate::api::ConnMeta;
+use crate::api::{ConnMeta, HttpReply};
 use crate::handler::Handler;
 use crate::metrics::Counter;
-use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
+use crate::proto::handshake::{http_response, parse_request, upgrade_response, validate_upgrade, HttpError, Request};
 use crate::proto::session::{Role, Session};
 
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
@@ -39,7 +40,14 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     };
     if !request.wants_websocket() {
         core.counters().inc(Counter::HttpRequests);
-        let response = core.shared.router.respond(&request, &core.shared.config);
+        let response = match answer_http(&core, &stream, fd, &request, buffer).await {
+            Ok(response) => response,
+            Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error).await,
+            Err(HeadFailure::Timeout | HeadFailure::Aborted) => {
+                core.counters().inc(Counter::HandshakeAborted);
+                return;
+            }
+        };
         if write_all(&stream, fd, &response).await.is_ok() {
             linger_close(&core, &stream, fd).await;
         }
@@ -85,7 +93,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
 }
 
 /// Decides an upgrade: path, RFC 6455 rules, shutdown, and the connection limits.
-fn admit<H>(
+fn admit<H: Handler>(
     core: &CoreCtx<H>,
     request: &Request,
     peer: SocketAddr,
@@ -95,6 +103,8 @@ fn admit<H>(
         return Err(HttpError::new(404, "no WebSocket endpoint at this path"));
     }
     let upgrade = validate_upgrade(request, &config.subprotocols)?;
+    core.call_for_core(|h| h.check_upgrade(request))
+        .unwrap_or_else(|| Err(HttpError::new(500, "internal error")))?;
     if core.shutdown.is_fired() {
         return Err(HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"));
     }
@@ -105,6 +115,78 @@ fn admit<H>(
             Err(HttpError::new(429, "too many connections from this address").with_header("Retry-After", "1"))
         }
     }
+}
+
+/// The whole response to a plain request: the handler's if it takes the request (its body
+/// read first), else the router's.
+async fn answer_http<H: Handler>(
+    core: &CoreCtx<H>,
+    stream: &TcpStream,
+    fd: RawFd,
+    request: &Request,
+    mut buffer: Vec<u8>,
+) -> Result<Vec<u8>, HeadFailure> {
+    let config = &core.shared.config;
+    let mut body = buffer.split_off(request.head_len);
+    if let BodyLength::Exactly(length) = body_length(request, config.max_http_body).map_err(HeadFailure::Http)? {
+        let read = read_more(core, stream, fd, &mut body, length);
+        monoio::time::timeout(config.handshake_timeout, read)
+            .await
+            .map_err(|_| HeadFailure::Timeout)??;
+    } else {
+        body.clear();
+    }
+    let reply = core.call_for_core(|h| h.on_http(&mut core.core_context(), request, &body));
+    let response = match reply {
+        None => return Err(HeadFailure::Http(HttpError::new(500, "internal error"))),
+        Some(None) => return Ok(core.shared.router.respond(request, config)),
+        Some(Some(HttpReply::Ready(response))) => response,
+        Some(Some(HttpReply::Pending(token))) => {
+            match monoio::time::timeout(config.http_reply_timeout, core.http.wait(token)).await {
+                Ok(Some(response)) => response,
+                Ok(None) | Err(_) => {
+                    core.http.abandon(token);
+                    return Err(HeadFailure::Http(HttpError::new(
+                        504,
+                        "no response in time (http_reply_timeout)",
+                    )));
+                }
+            }
+        }
+    };
+    let body = if request.method == "HEAD" {
+        &[][..]
+    } else {
+        &response.body[..]
+    };
+    Ok(http_response(response.status, &response.content_type, &[], body))
+}
+
+/// Reads until `body` holds `length` bytes (bytes beyond it are dropped: one request per
+/// connection).
+async fn read_more<H>(
+    core: &CoreCtx<H>,
+    stream: &TcpStream,
+    fd: RawFd,
+    body: &mut Vec<u8>,
+    length: usize,
+) -> Result<(), HeadFailure> {
+    while body.len() < length {
+        stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?;
+        let outcome = core.with_scratch(|scratch| {
+            let outcome = recv_nonblocking(fd, scratch);
+            if let Ok(ReadOutcome::Data(n)) = outcome {
+                body.extend_from_slice(&scratch[..n]);
+            }
+            outcome
+        });
+        match outcome {
+            Ok(ReadOutcome::Data(_) | ReadOutcome::WouldBlock) => {}
+            Ok(ReadOutcome::Eof) | Err(_) => return Err(HeadFailure::Aborted),
+        }
+    }
+    body.truncate(length);
+    Ok(())
 }
 
 /// Why the upgrade request could not be read.

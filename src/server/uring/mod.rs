@@ -533,6 +533,7 @@ impl<H: Handler> Uring<H> {
             let outbound = c.outbound_mut()?;
             outbound.seal();
             let (count, _) = outbound.fill_iovecs(&mut op.iov);
+            outbound.pin(count);
             op.msg.msg_iov = op.iov.as_mut_ptr();
             op.msg.msg_iovlen = count as _;
             c.io.set(IoFlags::SEND_IN_FLIGHT, true);
