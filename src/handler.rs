@@ -144,6 +144,11 @@ impl<'a> CoreContext<'a> {
     pub fn connections_on_core(&self) -> Vec<ConnId> {
         self.conns.ids()
     }
+
+    /// This core's counters (engine subsystems count their own events here).
+    pub(crate) fn counters(&self) -> &crate::metrics::CoreCounters {
+        self.conns.counters()
+    }
 }
 
 /// The handler's view of the engine during a callback about one connection.

@@ -9,6 +9,7 @@
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.
 //! - [`logging`]: a log sink that never blocks the threads that log.
+//! - [`push`]: push mode (topics, publishing, fan-out, history and resume, Redis backplane).
 //! - [`timer`]: the per-core timing wheel behind heartbeats and idle timeouts.
 
 pub mod api;
@@ -17,6 +18,7 @@ pub mod handler;
 pub mod logging;
 pub mod metrics;
 pub mod proto;
+pub mod push;
 pub mod server;
 pub mod timer;
 

@@ -1,4 +1,4 @@
-//! The `ringcast` binary: the engine with a built-in application (`--mode echo`).
+//! The `ringcast` binary: the engine with a built-in application (`--mode echo` or `--mode push`).
 
 mod cli;
 
@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ringcast::logging::LogGuard;
-use ringcast::{Config, EchoHandler, Server};
+use ringcast::push::{PushServer, RunningPush};
+use ringcast::{Config, EchoHandler, RunningServer, Server, ServerError};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,19 +36,27 @@ fn main() -> ExitCode {
 /// Runs the configured application until shutdown.
 fn serve(config: Config, logs: &LogGuard) -> ExitCode {
     let running = match config.mode.as_str() {
-        "echo" => Server::new(config).start(|_core| EchoHandler),
-        other => return fail(logs, format!("unknown mode {other:?}; available modes: echo"), 2),
+        "echo" => Server::new(config)
+            .start(|_core| EchoHandler)
+            .map(Running::Echo)
+            .map_err(|e| e.to_string()),
+        "push" => PushServer::new(config)
+            .start()
+            .map(Running::Push)
+            .map_err(|e| e.to_string()),
+        other => return fail(logs, format!("unknown mode {other:?}; available modes: echo, push"), 2),
     };
     let running = match running {
         Ok(running) => running,
         Err(error) => return fail(logs, error, 1),
     };
-    if let Err(error) = cli::install_signal_handlers(running.shutdown_handle(), logs.writer().clone()) {
+    let server = running.server();
+    if let Err(error) = cli::install_signal_handlers(server.shutdown_handle(), logs.writer().clone()) {
         return fail(logs, format!("cannot install signal handlers: {error}"), 1);
     }
-    for addr in running.local_addrs() {
+    for addr in server.local_addrs() {
         // One line per address on stdout, so scripts and tests can find a port-0 listener.
-        println!("listening on ws://{addr}/ ({})", running.driver().as_str());
+        println!("listening on ws://{addr}/ ({})", server.driver().as_str());
     }
     match running.join() {
         Ok(()) => {
@@ -55,6 +64,28 @@ fn serve(config: Config, logs: &LogGuard) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => fail(logs, error, 1),
+    }
+}
+
+/// The application the binary runs.
+enum Running {
+    Echo(RunningServer),
+    Push(RunningPush),
+}
+
+impl Running {
+    fn server(&self) -> &RunningServer {
+        match self {
+            Running::Echo(server) => server,
+            Running::Push(push) => push.server(),
+        }
+    }
+
+    fn join(self) -> Result<(), ServerError> {
+        match self {
+            Running::Echo(server) => server.join(),
+            Running::Push(push) => push.join(),
+        }
     }
 }
 

@@ -18,17 +18,17 @@ pub struct HttpError {
     /// The status code (400, 404, 405, 426, 431, 503, ...).
     pub status: u16,
     /// A one-line reason, sent as the response body.
-    pub reason: &'static str,
+    pub reason: std::borrow::Cow<'static, str>,
     /// Headers the status calls for (`Sec-WebSocket-Version`, `Allow`, `Retry-After`).
     pub headers: Vec<(&'static str, String)>,
 }
 
 impl HttpError {
     /// An error with no extra headers.
-    pub fn new(status: u16, reason: &'static str) -> HttpError {
+    pub fn new(status: u16, reason: impl Into<std::borrow::Cow<'static, str>>) -> HttpError {
         HttpError {
             status,
-            reason,
+            reason: reason.into(),
             headers: Vec::new(),
         }
     }

@@ -529,6 +529,11 @@ impl Connections {
         Ok(())
     }
 
+    /// This core's counters.
+    pub(crate) fn counters(&self) -> &crate::metrics::CoreCounters {
+        self.registry.core(self.core as usize)
+    }
+
     /// Ids of every open connection.
     pub fn ids(&self) -> Vec<ConnId> {
         let slab = self.slab.borrow();

@@ -151,6 +151,18 @@ impl Server {
         H: Handler,
         F: Fn(usize) -> H + Send + Sync + 'static,
     {
+        self.start_with(|_: &DeliveryHandle| handler_for_core)
+    }
+
+    /// Like [`Server::start`], for handlers that deliver to other cores from the start:
+    /// `build` gets the server's [`DeliveryHandle`] (and its core count) before any core runs,
+    /// and returns the per-core handler factory.
+    pub fn start_with<H, F, B>(self, build: B) -> Result<RunningServer, ServerError>
+    where
+        H: Handler,
+        F: Fn(usize) -> H + Send + Sync + 'static,
+        B: FnOnce(&DeliveryHandle) -> F,
+    {
         self.config.validate()?;
         let allowed: Vec<usize> = core_affinity::get_core_ids()
             .unwrap_or_default()
@@ -186,7 +198,8 @@ impl Server {
             inboxes.clone(),
             shutdown.clone(),
         ));
-        let factory = Arc::new(handler_for_core);
+        let delivery = DeliveryHandle::new(inboxes);
+        let factory = Arc::new(build(&delivery));
         let mut threads = Vec::with_capacity(cpus.len());
         for (index, (cpu, listeners)) in cpus.into_iter().zip(listeners).enumerate() {
             let (shared, factory) = (shared.clone(), factory.clone());
@@ -202,7 +215,7 @@ impl Server {
             threads,
             registry,
             driver,
-            delivery: DeliveryHandle::new(inboxes),
+            delivery,
             shutdown: ShutdownHandle { flag: shutdown },
         })
     }

@@ -160,8 +160,8 @@ impl Outbound {
     /// `None`.
     pub fn insert_notices(&mut self, at: Option<usize>, notices: impl IntoIterator<Item = Bytes>) {
         self.seal();
-        let mut at = at.unwrap_or(self.frames.len()).min(self.frames.len());
-        for notice in notices {
+        let start = at.unwrap_or(self.frames.len()).min(self.frames.len());
+        for (at, notice) in (start..).zip(notices) {
             self.queued_bytes += notice.len();
             self.frames.insert(
                 at,
@@ -170,7 +170,6 @@ impl Outbound {
                     shed_key: 0,
                 },
             );
-            at += 1;
         }
     }
 }

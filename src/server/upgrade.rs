@@ -228,7 +228,7 @@ async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Re
 /// Answers a bad request with its status and a one-line reason, counts it, logs it, closes.
 async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: SocketAddr, error: &HttpError) {
     core.counters().inc(Counter::for_rejection(error.status));
-    tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = error.reason);
+    tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = %error.reason);
     if write_all(stream, fd, &error.to_response()).await.is_ok() {
         linger_close(core, stream, fd).await;
     }
