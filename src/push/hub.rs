@@ -308,15 +308,13 @@ impl Hub {
 
     /// The topic's log, created (with a fresh epoch) if absent; a full shard first evicts a
     /// topic nobody subscribes to.
-    fn topic<'s>(
-        &self,
-        shard: &'s mut Shard,
-        topic: &str,
-        origin: Origin,
-    ) -> Result<&'s mut TopicLog, TopicLimit> {
+    fn topic<'s>(&self, shard: &'s mut Shard, topic: &str, origin: Origin) -> Result<&'s mut TopicLog, TopicLimit> {
         if !shard.contains_key(topic) {
             if shard.len() >= self.per_shard {
-                let idle = shard.iter().find(|(_, log)| log.cores == 0).map(|(name, _)| name.clone());
+                let idle = shard
+                    .iter()
+                    .find(|(_, log)| log.cores == 0)
+                    .map(|(name, _)| name.clone());
                 shard.remove(&idle.ok_or(TopicLimit::Reached)?);
             }
             let name: Arc<str> = topic.into();

@@ -74,7 +74,10 @@ impl PushServer<fn(usize) -> OpenPolicy> {
 
 impl<F> PushServer<F> {
     /// Uses `policy_for_core(i)` as core `i`'s policy.
-    pub fn with_policy<P: PushPolicy, G: Fn(usize) -> P + Send + Sync + 'static>(self, policy_for_core: G) -> PushServer<G> {
+    pub fn with_policy<P: PushPolicy, G: Fn(usize) -> P + Send + Sync + 'static>(
+        self,
+        policy_for_core: G,
+    ) -> PushServer<G> {
         PushServer {
             config: self.config,
             policy_for_core,
@@ -107,11 +110,13 @@ impl<F> PushServer<F> {
         let mut link = None;
         if !config.redis.is_empty() {
             let state = Arc::new(LinkState::default());
-            let (started, handle) = Backplane::start(&config.redis, &config.redis_prefix, hub.clone(), history, state.clone())
-                .map_err(|source| PushError::RedisUrl {
-                    url: config.redis.clone(),
-                    source,
-                })?;
+            let (started, handle) =
+                Backplane::start(&config.redis, &config.redis_prefix, hub.clone(), history, state.clone()).map_err(
+                    |source| PushError::RedisUrl {
+                        url: config.redis.clone(),
+                        source,
+                    },
+                )?;
             let readiness = state.clone();
             server = server
                 .metric_source(state)

@@ -30,10 +30,12 @@ pub fn parse_publish(request: &Request, body: &[u8]) -> Result<Vec<Publish>, Res
             .is_some_and(|v| v.starts_with(b"application/octet-stream"));
         let payload = match binary {
             true => Payload::Binary(body.to_vec()),
-            false => Payload::Text(
-                String::from_utf8(body.to_vec())
-                    .map_err(|_| Response::text(400, "text payload is not UTF-8; send binary as application/octet-stream\n"))?,
-            ),
+            false => Payload::Text(String::from_utf8(body.to_vec()).map_err(|_| {
+                Response::text(
+                    400,
+                    "text payload is not UTF-8; send binary as application/octet-stream\n",
+                )
+            })?),
         };
         return Ok(vec![Publish {
             topic: topic.to_owned(),
@@ -64,7 +66,10 @@ fn parse_batch(body: &[u8]) -> Result<Vec<Publish>, Response> {
         )
     })?;
     if batch.messages.is_empty() || batch.messages.len() > MAX_BATCH {
-        return Err(Response::text(400, format!("a batch holds 1 to {MAX_BATCH} messages\n")));
+        return Err(Response::text(
+            400,
+            format!("a batch holds 1 to {MAX_BATCH} messages\n"),
+        ));
     }
     batch
         .messages
@@ -150,7 +155,10 @@ mod tests {
 
     #[test]
     fn replies_carry_epoch_and_seq() {
-        let ok: Outcome = Ok(Sequenced { epoch: Epoch(255), seq: 3 });
+        let ok: Outcome = Ok(Sequenced {
+            epoch: Epoch(255),
+            seq: 3,
+        });
         let reply = publish_response(true, &[("a".into(), ok)]);
         assert_eq!(reply.status, 200);
         let json: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();

@@ -100,7 +100,8 @@ impl MetricSource for LinkState {
         metrics::gauge!("ringcast_redis_connected").set(f64::from(u8::from(self.is_up())));
         metrics::counter!("ringcast_redis_connects_total").absolute(self.connects.load(Ordering::Relaxed));
         metrics::counter!("ringcast_redis_messages_received_total").absolute(self.received.load(Ordering::Relaxed));
-        metrics::counter!("ringcast_redis_local_fallbacks_total").absolute(self.local_fallbacks.load(Ordering::Relaxed));
+        metrics::counter!("ringcast_redis_local_fallbacks_total")
+            .absolute(self.local_fallbacks.load(Ordering::Relaxed));
     }
 }
 
@@ -189,7 +190,6 @@ impl Backplane {
         };
         Ok((backplane, RedisLink { jobs }))
     }
-
 }
 
 impl Drop for Backplane {
@@ -327,7 +327,10 @@ impl Subscriber {
         drop(data);
         self.state.connects.fetch_add(1, Ordering::Relaxed);
         self.state.up.store(true, Ordering::Relaxed);
-        tracing::info!(event = "redis_connected", "Redis connected: publishes are sequenced there and reach every node");
+        tracing::info!(
+            event = "redis_connected",
+            "Redis connected: publishes are sequenced there and reach every node"
+        );
         *backoff = BACKOFF.0;
         while !self.stop.load(Ordering::Relaxed) {
             match pubsub.get_message() {
@@ -348,7 +351,11 @@ impl Subscriber {
                     tracing::warn!(event = "redis_message_dropped", topic, error = %error);
                 }
             }
-            None => tracing::warn!(event = "redis_message_malformed", len = message.len(), "ignored a malformed message on the channel"),
+            None => tracing::warn!(
+                event = "redis_message_malformed",
+                len = message.len(),
+                "ignored a malformed message on the channel"
+            ),
         }
     }
 
@@ -436,7 +443,13 @@ mod tests {
     fn channel_messages_and_history_entries_parse() {
         let (topic, at, payload) = parse_channel_message(b"t 00000000000000ff 7 news/eu\nhello\nworld").unwrap();
         assert_eq!(topic, "news/eu");
-        assert_eq!(at, Sequenced { epoch: Epoch(255), seq: 7 });
+        assert_eq!(
+            at,
+            Sequenced {
+                epoch: Epoch(255),
+                seq: 7
+            }
+        );
         assert_eq!(payload, Payload::Text("hello\nworld".into()));
         assert_eq!(
             parse_channel_message(b"b 1 2 t\n\xff").unwrap().2,
@@ -445,7 +458,10 @@ mod tests {
         assert!(parse_channel_message(b"x 1 2 t\n").is_none());
         assert!(parse_channel_message(b"t 1 2 t").is_none());
         let fields = vec![b"k".to_vec(), b"t".to_vec(), b"p".to_vec(), b"hi".to_vec()];
-        assert_eq!(parse_history_entry("12-1", &fields), Some((12, Payload::Text("hi".into()))));
+        assert_eq!(
+            parse_history_entry("12-1", &fields),
+            Some((12, Payload::Text("hi".into())))
+        );
         assert_eq!(parse_history_entry("x-1", &fields), None);
     }
 }

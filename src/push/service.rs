@@ -122,7 +122,11 @@ impl<P: PushPolicy> PushService<P> {
             .is_some_and(|(_, t)| t.members.contains_key(&id));
         if !member && self.subscribers.count_of(id) >= self.settings.max_topics_per_connection {
             let limit = self.settings.max_topics_per_connection;
-            return send_notice(cx.engine(), id, &refuse("too_many_topics", format!("at most {limit} topics per connection")));
+            return send_notice(
+                cx.engine(),
+                id,
+                &refuse("too_many_topics", format!("at most {limit} topics per connection")),
+            );
         }
         let joined = match self.hub.join(&topic, self.core, since) {
             Ok(joined) => joined,
@@ -132,7 +136,9 @@ impl<P: PushPolicy> PushService<P> {
             epoch: joined.epoch,
             seq: joined.seq,
         };
-        let joined_now = self.subscribers.join(&topic, id, skip, self.settings.max_topics_per_connection);
+        let joined_now = self
+            .subscribers
+            .join(&topic, id, skip, self.settings.max_topics_per_connection);
         debug_assert_ne!(joined_now, JoinOutcome::TooMany, "checked above");
         let subscribed = Notice::Subscribed {
             topic: topic.clone(),
@@ -176,7 +182,13 @@ impl<P: PushPolicy> PushService<P> {
         send_notice(cx.engine(), id, &notice);
     }
 
-    fn publish_from_client(&mut self, cx: &mut Context<'_>, topic: String, data: String, reference: Option<serde_json::Value>) {
+    fn publish_from_client(
+        &mut self,
+        cx: &mut Context<'_>,
+        topic: String,
+        data: String,
+        reference: Option<serde_json::Value>,
+    ) {
         let id = cx.id();
         let error = |code: &'static str, message: String, topic: &str| Notice::Error {
             code,
@@ -185,14 +197,21 @@ impl<P: PushPolicy> PushService<P> {
             reference: reference.clone(),
         };
         if !self.settings.ws_publish {
-            let notice = error("publish_disabled", "publishing from WebSocket clients is off (push_ws_publish)".into(), &topic);
+            let notice = error(
+                "publish_disabled",
+                "publishing from WebSocket clients is off (push_ws_publish)".into(),
+                &topic,
+            );
             return send_notice(cx.engine(), id, &notice);
         }
         let mut publish = Publish {
             topic,
             payload: Payload::Text(data),
         };
-        if let Err(refusal) = self.policy.on_publish(&mut publish, PublishSource::WebSocket(cx.meta())) {
+        if let Err(refusal) = self
+            .policy
+            .on_publish(&mut publish, PublishSource::WebSocket(cx.meta()))
+        {
             cx.engine().counters().inc(Counter::PushPublishesRefused);
             return send_notice(cx.engine(), id, &error("forbidden", refusal.0, &publish.topic));
         }
@@ -379,7 +398,10 @@ impl<P: PushPolicy> Handler for PushService<P> {
     fn on_message(&mut self, cx: &mut Context<'_>, message: Message<'_>) {
         let Message::Text(text) = message else {
             cx.engine().counters().inc(Counter::PushCommandErrors);
-            let notice = command_error(CommandError::new("binary_not_supported", "commands are JSON text frames"));
+            let notice = command_error(CommandError::new(
+                "binary_not_supported",
+                "commands are JSON text frames",
+            ));
             let id = cx.id();
             return send_notice(cx.engine(), id, &notice);
         };

@@ -146,7 +146,10 @@ impl Subscribers {
 mod tests {
     use super::*;
 
-    const SKIP: SkipThrough = SkipThrough { epoch: Epoch(1), seq: 0 };
+    const SKIP: SkipThrough = SkipThrough {
+        epoch: Epoch(1),
+        seq: 0,
+    };
 
     #[test]
     fn joins_and_leaves_keep_both_directions_in_step() {
@@ -170,7 +173,10 @@ mod tests {
 
     #[test]
     fn skip_points_cover_only_their_epoch() {
-        let skip = SkipThrough { epoch: Epoch(3), seq: 10 };
+        let skip = SkipThrough {
+            epoch: Epoch(3),
+            seq: 10,
+        };
         assert!(skip.covers(Epoch(3), 10));
         assert!(!skip.covers(Epoch(3), 11));
         assert!(!skip.covers(Epoch(4), 1));

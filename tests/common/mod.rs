@@ -329,3 +329,5 @@ impl RawWs {
         assert!(rest.is_empty(), "bytes after the close frame: {rest:?}");
     }
 }
+
+pub mod push;
