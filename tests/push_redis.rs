@@ -1,0 +1,151 @@
+//! Push mode across nodes through a real `redis-server` (Debian's package; `.ci/run` installs
+//! it): two ringcast processes, publish on one and receive on the other, resume on the other
+//! node, and Redis killed and restarted mid-run.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::push::{publish, split_response, Subscriber};
+use common::ServerProcess;
+
+/// A `redis-server` on a loopback port, without persistence; killed on drop.
+struct RedisServer {
+    port: u16,
+    child: Child,
+}
+
+impl RedisServer {
+    fn start_on(port: u16) -> RedisServer {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server; .ci/run does it)");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on {addr}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer { port, child }
+    }
+
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        RedisServer::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn node(redis: &str) -> ServerProcess {
+    let server = ServerProcess::start("uring", &["--mode", "push", "--cores", "2", "--redis", redis]);
+    wait_ready(&server, "redis: connected");
+    server
+}
+
+/// Waits (bounded) until `/readyz` contains `line`; returns the body.
+fn wait_ready(server: &ServerProcess, line: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = split_response(&server.http("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"));
+        if status == 200 && body.contains(line) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz never said {line:?}; last: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_publish_on_one_node_reaches_subscribers_on_the_other_and_resumes_there() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let mut on_a = Subscriber::connect(a.addr, "/ws?topics=scores");
+    let mut on_b = Subscriber::connect(b.addr, "/ws?topics=scores");
+    on_a.expect_subscribed("scores");
+    on_b.expect_subscribed("scores");
+    let mut epoch = String::new();
+    for i in 1..=20u64 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        let reply = publish(via.addr, "scores", &format!("goal {i}"));
+        assert_eq!(reply["seq"], i, "Redis sequences publishes from both nodes: {reply}");
+        epoch = reply["epoch"].as_str().unwrap().to_owned();
+    }
+    for subscriber in [&mut on_a, &mut on_b] {
+        for i in 1..=20u64 {
+            let (_, got_epoch, seq, data) = subscriber.expect_message();
+            assert_eq!((got_epoch.as_str(), seq, data), (epoch.as_str(), i, format!("goal {i}")));
+        }
+    }
+    // A client of A that has 1..=20 leaves; 21..=25 are published on A; it resumes on B.
+    drop(on_a);
+    for i in 21..=25 {
+        publish(a.addr, "scores", &format!("goal {i}"));
+    }
+    let mut moved = Subscriber::connect(b.addr, &format!("/ws?topics=scores&since=scores:{epoch}:20"));
+    let (_, now) = moved.expect_subscribed("scores");
+    assert_eq!(now, 25);
+    let replayed: Vec<u64> = (0..5).map(|_| moved.expect_message().2).collect();
+    assert_eq!(replayed, [21, 22, 23, 24, 25], "missed messages come from B's history, no gap");
+    assert_eq!(b.metric("ringcast_redis_connected"), 1);
+    // A node started after all this loads the history from Redis when it connects.
+    let c = node(&redis.url());
+    let mut late = Subscriber::connect(c.addr, &format!("/ws?topics=scores&since=scores:{epoch}:22"));
+    assert_eq!(late.expect_subscribed("scores"), (epoch.clone(), 25));
+    let replayed: Vec<u64> = (0..3).map(|_| late.expect_message().2).collect();
+    assert_eq!(replayed, [23, 24, 25], "resynced from the Redis stream");
+}
+
+#[test]
+fn losing_redis_keeps_local_delivery_and_the_link_comes_back_by_itself() {
+    let redis = RedisServer::start();
+    let (a, b) = (node(&redis.url()), node(&redis.url()));
+    let mut on_a = Subscriber::connect(a.addr, "/ws?topics=feed");
+    let mut on_b = Subscriber::connect(b.addr, "/ws?topics=feed");
+    on_a.expect_subscribed("feed");
+    on_b.expect_subscribed("feed");
+    let first = publish(a.addr, "feed", "before");
+    on_a.expect_message();
+    on_b.expect_message();
+
+    let port = redis.stop();
+    let degraded = wait_ready(&a, "degraded: redis: unreachable");
+    assert!(degraded.contains("local delivery only"), "{degraded}");
+    assert_eq!(a.metric("ringcast_redis_connected"), 0);
+    assert!(!a.json_events("redis_down").is_empty(), "a log line says so");
+    let local = publish(a.addr, "feed", "during");
+    assert_ne!(local["epoch"], first["epoch"], "sequenced locally: a new epoch");
+    let (_, epoch, seq, data) = on_a.expect_message();
+    assert_eq!((epoch.as_str(), seq, data.as_str()), (local["epoch"].as_str().unwrap(), 1, "during"));
+    assert!(a.metric("ringcast_redis_local_fallbacks_total") >= 1);
+
+    let _redis = RedisServer::start_on(port);
+    wait_ready(&a, "redis: connected");
+    wait_ready(&b, "redis: connected");
+    let back = publish(b.addr, "feed", "after");
+    for subscriber in [&mut on_a, &mut on_b] {
+        let (_, epoch, seq, data) = subscriber.expect_message();
+        assert_eq!((epoch.as_str(), seq, data.as_str()), (back["epoch"].as_str().unwrap(), back["seq"].as_u64().unwrap(), "after"));
+    }
+    assert!(a.metric("ringcast_redis_connects_total") >= 2, "it reconnected");
+}
