@@ -20,7 +20,16 @@ struct RedisServer {
 impl RedisServer {
     fn start_on(port: u16) -> RedisServer {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -58,7 +67,10 @@ impl Drop for RedisServer {
 }
 
 fn node(redis: &str) -> ServerProcess {
-    let server = ServerProcess::start("uring", &["--mode", "push", "--cores", "2", "--redis", redis]);
+    let server = ServerProcess::start(
+        "uring",
+        &["--mode", "push", "--cores", "2", "--redis", redis, "--push-ws-publish"],
+    );
     wait_ready(&server, "redis: connected");
     server
 }
@@ -71,7 +83,10 @@ fn wait_ready(server: &ServerProcess, line: &str) -> String {
         if status == 200 && body.contains(line) {
             return body;
         }
-        assert!(Instant::now() < deadline, "/readyz never said {line:?}; last: {status} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never said {line:?}; last: {status} {body}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -94,19 +109,37 @@ fn a_publish_on_one_node_reaches_subscribers_on_the_other_and_resumes_there() {
     for subscriber in [&mut on_a, &mut on_b] {
         for i in 1..=20u64 {
             let (_, got_epoch, seq, data) = subscriber.expect_message();
-            assert_eq!((got_epoch.as_str(), seq, data), (epoch.as_str(), i, format!("goal {i}")));
+            assert_eq!(
+                (got_epoch.as_str(), seq, data),
+                (epoch.as_str(), i, format!("goal {i}"))
+            );
         }
     }
-    // A client of A that has 1..=20 leaves; 21..=25 are published on A; it resumes on B.
+    // A WebSocket publisher on B: sequenced in Redis too, acknowledged, delivered on A.
+    let mut publisher = Subscriber::connect(b.addr, "/ws");
+    publisher.command(serde_json::json!({"op":"publish","topic":"scores","data":"from ws","ref":"p"}));
+    let ack = publisher.next_json();
+    assert_eq!(
+        (ack["type"].as_str(), ack["seq"].as_u64(), ack["ref"].as_str()),
+        (Some("published"), Some(21), Some("p")),
+        "{ack}"
+    );
+    assert_eq!(on_a.expect_message().3, "from ws");
+    assert_eq!(on_b.expect_message().2, 21);
+    // A client of A that has 1..=21 leaves; 22..=25 are published on A; it resumes on B.
     drop(on_a);
-    for i in 21..=25 {
+    for i in 22..=25 {
         publish(a.addr, "scores", &format!("goal {i}"));
     }
-    let mut moved = Subscriber::connect(b.addr, &format!("/ws?topics=scores&since=scores:{epoch}:20"));
+    let mut moved = Subscriber::connect(b.addr, &format!("/ws?topics=scores&since=scores:{epoch}:21"));
     let (_, now) = moved.expect_subscribed("scores");
     assert_eq!(now, 25);
-    let replayed: Vec<u64> = (0..5).map(|_| moved.expect_message().2).collect();
-    assert_eq!(replayed, [21, 22, 23, 24, 25], "missed messages come from B's history, no gap");
+    let replayed: Vec<u64> = (0..4).map(|_| moved.expect_message().2).collect();
+    assert_eq!(
+        replayed,
+        [22, 23, 24, 25],
+        "missed messages come from B's history, no gap"
+    );
     assert_eq!(b.metric("ringcast_redis_connected"), 1);
     // A node started after all this loads the history from Redis when it connects.
     let c = node(&redis.url());
@@ -136,7 +169,10 @@ fn losing_redis_keeps_local_delivery_and_the_link_comes_back_by_itself() {
     let local = publish(a.addr, "feed", "during");
     assert_ne!(local["epoch"], first["epoch"], "sequenced locally: a new epoch");
     let (_, epoch, seq, data) = on_a.expect_message();
-    assert_eq!((epoch.as_str(), seq, data.as_str()), (local["epoch"].as_str().unwrap(), 1, "during"));
+    assert_eq!(
+        (epoch.as_str(), seq, data.as_str()),
+        (local["epoch"].as_str().unwrap(), 1, "during")
+    );
     assert!(a.metric("ringcast_redis_local_fallbacks_total") >= 1);
 
     let _redis = RedisServer::start_on(port);
@@ -145,7 +181,10 @@ fn losing_redis_keeps_local_delivery_and_the_link_comes_back_by_itself() {
     let back = publish(b.addr, "feed", "after");
     for subscriber in [&mut on_a, &mut on_b] {
         let (_, epoch, seq, data) = subscriber.expect_message();
-        assert_eq!((epoch.as_str(), seq, data.as_str()), (back["epoch"].as_str().unwrap(), back["seq"].as_u64().unwrap(), "after"));
+        assert_eq!(
+            (epoch.as_str(), seq, data.as_str()),
+            (back["epoch"].as_str().unwrap(), back["seq"].as_u64().unwrap(), "after")
+        );
     }
     assert!(a.metric("ringcast_redis_connects_total") >= 2, "it reconnected");
 }
