@@ -98,6 +98,15 @@ impl<'a> CoreContext<'a> {
         Ok(())
     }
 
+    /// Queues one pre-encoded frame to each of `ids`, all on this core (a local fan-out: one
+    /// pass over the connection table; ids of other cores or of closed connections are
+    /// skipped, slow consumers closed). Returns how many got it.
+    pub fn send_to_each(&mut self, ids: impl IntoIterator<Item = ConnId>, frame: &Bytes) -> usize {
+        let core = self.core;
+        self.conns
+            .send_frame_to_each(ids.into_iter().filter(|id| id.core() == core), frame)
+    }
+
     /// Queues a pre-encoded frame to connection `id` on this core that is shed instead of
     /// closing the connection when it falls behind: when its queue would go over
     /// `max_queued_bytes`, its oldest sheddable frames are dropped (this one last) until the

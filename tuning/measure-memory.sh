@@ -32,6 +32,8 @@
 #   SETTLE_S=1.5                wait after the last connection is up before sampling
 #   DEADLINE_S=170              the whole run is killed after this many seconds
 #   CSV=FILE                    also write the raw points as CSV
+#   SERVER_ARGS="--mode push"   extra ringcast flags (e.g. push mode with history)
+#   URL_PATH="/ws?topics=t"     upgrade path and query (e.g. subscribers of one topic)
 # Needs: bash, awk, ss (iproute2), timeout, setsid. Read-only towards the system; no root needed.
 set -euo pipefail
 
@@ -45,6 +47,8 @@ HOLD=${HOLD:-5s}
 SETTLE_S=${SETTLE_S:-1.5}
 DEADLINE_S=${DEADLINE_S:-170}
 CSV=${CSV:-}
+SERVER_ARGS=${SERVER_ARGS:-}
+URL_PATH=${URL_PATH:-/}
 POINTS=("$@")
 [ ${#POINTS[@]} -gt 0 ] || POINTS=(1000 5000 10000 19000)
 
@@ -117,7 +121,8 @@ loadgen_rss_kib() {
 # Starts a fresh server on a free loopback port; sets SERVER_PID and PORT.
 start_server() {
     local log=$WORK/server.log _
-    setsid "$SERVER_BIN" --listen 127.0.0.1:0 --cores 1 --log-level warn >"$log" 2>&1 &
+    # shellcheck disable=SC2086 # SERVER_ARGS is a list of flags
+    setsid "$SERVER_BIN" --listen 127.0.0.1:0 --cores 1 --log-level warn $SERVER_ARGS >"$log" 2>&1 &
     SERVER_PID=$!
     PORT=""
     for _ in $(seq 100); do
@@ -153,7 +158,7 @@ for n in "${POINTS[@]}"; do
     slab_caches >"$WORK/slab.before"
 
     out=$WORK/loadgen.$n.out
-    setsid timeout --kill-after=5 60 "$LOADGEN_BIN" connect --url "ws://127.0.0.1:$PORT/" --conns "$n" \
+    setsid timeout --kill-after=5 60 "$LOADGEN_BIN" connect --url "ws://127.0.0.1:$PORT$URL_PATH" --conns "$n" \
         --ramp-rate 0 --hold "$HOLD" --procs "$procs" --source-addrs "$SOURCE_ADDRS" --quiet --json \
         >"$out" 2>"$WORK/loadgen.$n.err" &
     LOADGEN_PGID=$!

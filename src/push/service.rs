@@ -285,28 +285,30 @@ impl<P: PushPolicy> PushService<P> {
         let Some(topic) = subscribers.by_index(index) else {
             return;
         };
-        let key = (((index + 1) as u64) << SHED_SEQ_BITS) | (fanout.seq & ((1 << SHED_SEQ_BITS) - 1));
-        let (mut delivered, gaps) = (0u64, Cell::new(0u64));
-        for (&id, skip) in &topic.members {
-            if skip.covers(fanout.epoch, fanout.seq) {
-                continue;
+        let due = topic
+            .members
+            .iter()
+            .filter(|(_, skip)| !skip.covers(fanout.epoch, fanout.seq))
+            .map(|(&id, _)| id);
+        let (delivered, gaps) = match self.settings.slow_consumer {
+            SlowConsumerPolicy::Close => (cx.send_to_each(due, &fanout.frame), 0),
+            SlowConsumerPolicy::Drop => {
+                let key = (((index + 1) as u64) << SHED_SEQ_BITS) | (fanout.seq & ((1 << SHED_SEQ_BITS) - 1));
+                let gaps = Cell::new(0);
+                let notices = |keys: &[u64]| {
+                    let notices = gap_notices(subscribers, keys);
+                    gaps.set(gaps.get() + notices.len());
+                    notices
+                };
+                let sent = due
+                    .filter(|&id| cx.send_sheddable(id, fanout.frame.clone(), key, notices).is_ok())
+                    .count();
+                (sent, gaps.get())
             }
-            let sent = match self.settings.slow_consumer {
-                SlowConsumerPolicy::Close => cx.send_to(id, fanout.frame.clone()).is_ok(),
-                SlowConsumerPolicy::Drop => {
-                    let notices = |keys: &[u64]| {
-                        let notices = gap_notices(subscribers, keys);
-                        gaps.set(gaps.get() + notices.len() as u64);
-                        notices
-                    };
-                    cx.send_sheddable(id, fanout.frame.clone(), key, notices).is_ok()
-                }
-            };
-            delivered += u64::from(sent);
-        }
+        };
         let counters = cx.counters();
-        counters.add(Counter::PushDeliveries, delivered);
-        counters.add(Counter::PushGapNotices, gaps.get());
+        counters.add(Counter::PushDeliveries, delivered as u64);
+        counters.add(Counter::PushGapNotices, gaps as u64);
     }
 }
 

@@ -176,10 +176,15 @@ impl ConnState {
         Ok(payload.len())
     }
 
-    /// Queues a pre-encoded data frame (shared, not copied) and asks the driver to flush it.
-    /// Counts its payload bytes (the whole frame if it does not parse as a frame).
-    fn send_frame(&mut self, id: ConnId, frame: Bytes, limits: QueueLimits) -> Result<usize, SendError> {
-        let payload = payload_len(&frame);
+    /// Queues a pre-encoded data frame (shared, not copied) whose payload is `payload` bytes,
+    /// and asks the driver to flush it.
+    fn send_frame(
+        &mut self,
+        id: ConnId,
+        frame: Bytes,
+        payload: usize,
+        limits: QueueLimits,
+    ) -> Result<usize, SendError> {
         self.admit(id, frame.len(), limits)?;
         self.queue().push_shared(frame);
         self.count_out(payload);
@@ -304,6 +309,12 @@ impl ConnState {
         self.needs_service = true;
     }
 
+    /// Takes a service request: true if the connection asked and is not listed yet (the
+    /// caller lists it).
+    fn take_service_request(&mut self) -> bool {
+        std::mem::take(&mut self.needs_service) && !std::mem::replace(&mut self.listed, true)
+    }
+
     fn count_out(&mut self, len: usize) {
         self.stats.messages_out += 1;
         self.stats.bytes_out += len as u64;
@@ -423,11 +434,46 @@ impl Connections {
         let mut slab = self.slab.borrow_mut();
         let state = find(&mut slab, id)?;
         let result = f(state);
-        if std::mem::take(&mut state.needs_service) && !std::mem::replace(&mut state.listed, true) {
+        if state.take_service_request() {
             self.pending.borrow_mut().push(id);
             self.wake_driver();
         }
         Some(result)
+    }
+
+    /// Queues one pre-encoded frame to each connection of `ids` on this core (a fan-out): one
+    /// borrow of the table and one header parse for the whole batch, counted once. Closed ids
+    /// are skipped; a slow consumer is closed as by [`Connections::send_frame`]. Returns how
+    /// many connections got the frame.
+    pub fn send_frame_to_each(&self, ids: impl IntoIterator<Item = ConnId>, frame: &Bytes) -> usize {
+        let payload = payload_len(frame);
+        let (mut sent, mut slow, mut listed) = (0, 0, false);
+        {
+            let mut slab = self.slab.borrow_mut();
+            let mut pending = self.pending.borrow_mut();
+            for id in ids {
+                let Some(state) = find(&mut slab, id) else {
+                    continue;
+                };
+                match state.send_frame(id, frame.clone(), payload, self.limits) {
+                    Ok(_) => sent += 1,
+                    Err(SendError::SlowConsumer(_)) => slow += 1,
+                    Err(_) => {}
+                }
+                if state.take_service_request() {
+                    pending.push(id);
+                    listed = true;
+                }
+            }
+        }
+        if listed {
+            self.wake_driver();
+        }
+        let counters = self.counters();
+        counters.add(Counter::SlowConsumers, slow);
+        counters.add(Counter::MessagesOut, sent as u64);
+        counters.add(Counter::BytesOut, (sent * payload) as u64);
+        sent
     }
 
     /// Wakes the core's driver task if it is waiting (new work was queued for it).
@@ -488,7 +534,8 @@ impl Connections {
 
     /// Queues a pre-encoded frame to a connection, counting it in the core's counters.
     pub fn send_frame(&self, id: ConnId, frame: Bytes) -> Result<(), SendError> {
-        let sent = self.with(id, |c| c.send_frame(id, frame, self.limits));
+        let payload = payload_len(&frame);
+        let sent = self.with(id, |c| c.send_frame(id, frame, payload, self.limits));
         self.count_sent(sent.unwrap_or(Err(SendError::Closed(id))))
     }
 
@@ -645,6 +692,23 @@ mod tests {
         assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None, "not closed");
         assert_eq!(registry.total(Counter::MessagesShed), 1);
         assert_eq!(registry.total(Counter::MessagesOut), 3);
+    }
+
+    #[test]
+    fn a_fan_out_queues_once_per_open_connection_and_counts_once() {
+        let registry = Registry::new(1);
+        let conns = Connections::new(0, limits(1024), 0, registry.clone());
+        let (a, b) = (conns.insert(-1, 0, 0, parts()), conns.insert(-1, 0, 0, parts()));
+        let gone = conns.insert(-1, 0, 0, parts());
+        conns.remove(gone);
+        let frame = crate::proto::frame::server_frame(OpCode::Text, b"hello");
+        assert_eq!(conns.send_frame_to_each([a, gone, b], &frame), 2);
+        let mut pending = Vec::new();
+        conns.take_pending(&mut pending);
+        assert_eq!(pending, [a, b]);
+        assert_eq!(registry.total(Counter::MessagesOut), 2);
+        assert_eq!(registry.total(Counter::BytesOut), 10, "payload bytes");
+        assert_eq!(conns.with(b, |c| c.queued_bytes()), Some(frame.len()));
     }
 
     #[test]
