@@ -35,8 +35,8 @@ impl Config {
         if self.http_reply_timeout.is_zero() {
             return invalid("http_reply_timeout", "must be above 0");
         }
-        if self.push_max_topics == 0 {
-            return invalid("push_max_topics", "must be above 0");
+        if !(1..=1 << 23).contains(&self.push_max_topics) {
+            return invalid("push_max_topics", "must be from 1 to 8388608");
         }
         if self.push_max_topics_per_connection == 0 {
             return invalid("push_max_topics_per_connection", "must be above 0");

@@ -59,6 +59,8 @@ const IO_TIMEOUT: Duration = Duration::from_millis(1000);
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 /// How often the subscriber thread looks at the stop flag while the channel is quiet.
 const POLL: Duration = Duration::from_millis(200);
+/// How long a quiet channel goes before the subscriber pings Redis (a half-open link shows up).
+const QUIET_PING: Duration = Duration::from_secs(2);
 
 /// The link's state, shared by the two threads, `/readyz` and `/metrics`.
 #[derive(Debug, Default)]
@@ -237,9 +239,12 @@ impl Publisher {
                         false => Err(redis::RedisError::from((redis::ErrorKind::Io, "link down"))),
                     };
                     let outcome = outcome.or_else(|error| {
+                        // A failure while the link is up is this connection's or this script's:
+                        // reconnect for the next publish. The subscriber thread owns the link
+                        // state and notices an outage on its own connection.
                         if self.state.is_up() {
+                            tracing::warn!(event = "redis_publish_failed", topic = %p.topic, error = %error, "publishing on this node only");
                             self.connection = None;
-                            self.state.down(&error);
                         }
                         self.state.local_fallbacks.fetch_add(1, Ordering::Relaxed);
                         self.hub.publish_local(&p.topic, &p.payload)
@@ -332,10 +337,23 @@ impl Subscriber {
             "Redis connected: publishes are sequenced there and reach every node"
         );
         *backoff = BACKOFF.0;
+        let mut quiet = Duration::ZERO;
         while !self.stop.load(Ordering::Relaxed) {
             match pubsub.get_message() {
-                Ok(message) => self.take(message.get_payload_bytes()),
-                Err(error) if error.is_timeout() => continue,
+                Ok(message) => {
+                    quiet = Duration::ZERO;
+                    self.take(message.get_payload_bytes());
+                }
+                Err(error) if error.is_timeout() => {
+                    quiet += POLL;
+                    if quiet >= QUIET_PING {
+                        // A quiet channel or a dead link: a link that cannot answer a ping is down.
+                        quiet = Duration::ZERO;
+                        pubsub.set_read_timeout(Some(IO_TIMEOUT))?;
+                        pubsub.ping::<String>()?;
+                        pubsub.set_read_timeout(Some(POLL))?;
+                    }
+                }
                 Err(error) => return Err(error),
             }
         }
