@@ -102,7 +102,7 @@ impl<H> CoreCtx<H> {
     /// logged, the connection is closed with 1011, and the core goes on serving the others.
     /// Returns `None` if the handler panicked.
     pub fn call_handler<R>(&self, id: ConnId, f: impl FnOnce(&mut H) -> R) -> Option<R> {
-        let result = self.call_for_core(f);
+        let result = self.catch_panic(f);
         if result.is_none() {
             tracing::error!(event = "handler_panic", conn = %id, core = self.index, "handler panicked; closing its connection with 1011");
             self.conns.with(id, |c| {
@@ -115,10 +115,18 @@ impl<H> CoreCtx<H> {
     /// Calls the handler for the core as a whole (an HTTP request, a post), containing and
     /// counting a panic. Returns `None` if the handler panicked.
     pub fn call_for_core<R>(&self, f: impl FnOnce(&mut H) -> R) -> Option<R> {
+        let result = self.catch_panic(f);
+        if result.is_none() {
+            tracing::error!(event = "handler_panic", core = self.index, "handler panicked");
+        }
+        result
+    }
+
+    /// Runs the handler, counting a panic.
+    fn catch_panic<R>(&self, f: impl FnOnce(&mut H) -> R) -> Option<R> {
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.handler.borrow_mut())));
         if result.is_err() {
             self.counters().inc(Counter::HandlerPanics);
-            tracing::error!(event = "handler_panic", core = self.index, "handler panicked");
         }
         result.ok()
     }
