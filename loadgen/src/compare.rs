@@ -49,6 +49,7 @@ pub fn table(a: &Summary, b: &Summary) -> String {
         &a.handshake_latency_us,
         &b.handshake_latency_us,
     );
+    row("client_cpu_seconds", a.client_cpu_seconds, b.client_cpu_seconds);
     row("server_cpu_seconds", a.server_cpu_seconds, b.server_cpu_seconds);
     row(
         "msgs_per_server_cpu_sec",

@@ -91,6 +91,9 @@ pub struct Summary {
     pub latency_us: Percentiles,
     /// Connect + upgrade latency.
     pub handshake_latency_us: Percentiles,
+    /// Client CPU seconds (utime+stime of every loadgen process) inside the load window
+    /// (connect: the hold); null when /proc is unreadable.
+    pub client_cpu_seconds: Option<f64>,
     /// Server CPU seconds (utime+stime) inside the measured window; null without --server-pid.
     pub server_cpu_seconds: Option<f64>,
     /// Messages per server CPU second.
@@ -198,6 +201,11 @@ impl Merged {
             },
             latency_us: Percentiles::of(&latency),
             handshake_latency_us: Percentiles::of(&handshake_latency),
+            client_cpu_seconds: reports
+                .iter()
+                .map(|r| r.client_cpu_seconds)
+                .sum::<Option<f64>>()
+                .map(round3),
             server_cpu_seconds: server_cpu.map(round3),
             msgs_per_server_cpu_sec: if scenario == Scenario::Connect {
                 None
@@ -317,6 +325,9 @@ pub fn human(s: &Summary) -> String {
     let _ = writeln!(out, "  handshake us  {}", percentile_line(&s.handshake_latency_us));
     if let (Some(loops), Some(rate)) = (s.loops_completed, s.conns_per_sec) {
         let _ = writeln!(out, "  churn loops   {loops} completed = {rate:.0} connections/s");
+    }
+    if let Some(cpu) = s.client_cpu_seconds {
+        let _ = writeln!(out, "  client cpu    {cpu:.3} s");
     }
     if let Some(cpu) = s.server_cpu_seconds {
         let mut line = format!("  server cpu    {cpu:.3} s");
