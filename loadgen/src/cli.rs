@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use ringcast::config::{parse_duration, IoMode};
 
@@ -27,6 +27,9 @@ pub enum Command {
     Echo(EchoArgs),
     /// Run --conns loops of: connect, handshake, one echo, close handshake; report connections/s.
     Churn(ChurnArgs),
+    /// Subscribe --conns connections to --topics topics, publish to them at --publish-rate and
+    /// report publish-to-receive latency, losses, duplicates and reordering.
+    Push(PushArgs),
     /// Print two summary.json files side by side.
     Compare(CompareArgs),
 }
@@ -37,7 +40,7 @@ pub struct CommonArgs {
     /// Server URL, ws://HOST:PORT/PATH.
     #[arg(long)]
     pub url: String,
-    /// Connections (connect, echo) or concurrent loops (churn).
+    /// Connections (connect, echo), concurrent loops (churn) or subscribers (push).
     #[arg(long, default_value_t = 100)]
     pub conns: u64,
     /// Use the first N allowed cores (default: all allowed cores).
@@ -58,13 +61,15 @@ pub struct CommonArgs {
     /// New connections per second while ramping up (0 = as fast as --max-pending allows).
     #[arg(long, default_value_t = 0.0)]
     pub ramp_rate: f64,
-    /// Most connection attempts in progress at once, per core.
+    /// Most connection attempts in progress at once, per core (push over HTTP: also the most
+    /// publish requests in flight per core).
     #[arg(long, default_value_t = 256)]
     pub max_pending: usize,
     /// TCP connect timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Timeout for the HTTP upgrade after the TCP connection is up.
+    /// Timeout for the HTTP upgrade after the TCP connection is up (push over HTTP: for each
+    /// publish request's reply).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
     /// Time for the final drain and close handshake (in churn: for each loop's echo and close).
@@ -160,6 +165,55 @@ pub struct ChurnArgs {
     pub message: MessageArgs,
 }
 
+/// How `push` publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PublishVia {
+    /// POST /publish/{topic} (or POST /publish batches), one TCP connection per request.
+    Http,
+    /// {"op":"publish"} commands on dedicated WebSocket connections (the server needs
+    /// --push-ws-publish).
+    Ws,
+}
+
+/// `push` flags.
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Topics t0..t{N-1}; subscriber i subscribes to t{i mod N} with ?topics= on the upgrade URL.
+    #[arg(long, default_value_t = 1)]
+    pub topics: u32,
+    /// Publishes per second over all topics and processes, round-robin over the topics, paced on
+    /// the intended schedule (open loop); latency counts from each publish's intended time.
+    #[arg(long, default_value_t = 100.0)]
+    pub publish_rate: f64,
+    /// Payload bytes per publish, text; at least 20 (the intended publish time in nanoseconds
+    /// since the UNIX epoch leads every payload).
+    #[arg(long, default_value_t = 64)]
+    pub size: usize,
+    /// How publishes reach the server.
+    #[arg(long, value_enum, default_value_t = PublishVia::Http)]
+    pub publish_via: PublishVia,
+    /// HTTP publishing: base URL, http://HOST:PORT[/PREFIX] (default: the --url host, spread over
+    /// --ports).
+    #[arg(long)]
+    pub publish_url: Option<String>,
+    /// HTTP publishing: at most N due publishes per request; N > 1 sends them as one
+    /// POST /publish JSON batch. Publishes are never held back to fill a batch.
+    #[arg(long, default_value_t = 1)]
+    pub publish_batch: usize,
+    /// WebSocket publishing: publisher connections over all processes, opened with the
+    /// subscribers and sharing the publish rate [default: 1].
+    #[arg(long)]
+    pub publishers: Option<u64>,
+    /// After publishing stops, how long subscribers keep receiving messages still in flight
+    /// before losses are counted and connections close (within --close-timeout).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain: Duration,
+}
+
 /// `compare` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
@@ -213,5 +267,59 @@ mod tests {
         ])
         .is_err());
         assert!(Cli::try_parse_from(["ringcast-loadgen", "compare", "a.json", "b.json"]).is_ok());
+    }
+
+    #[test]
+    fn the_push_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "ringcast-loadgen",
+            "push",
+            "--url",
+            "ws://127.0.0.1:9001/ws",
+            "--conns",
+            "1000",
+            "--topics",
+            "10",
+            "--publish-rate",
+            "500",
+            "--duration",
+            "5s",
+            "--size",
+            "128",
+            "--publish-via",
+            "ws",
+            "--publishers",
+            "2",
+            "--drain",
+            "500ms",
+        ])
+        .unwrap();
+        let Command::Push(push) = cli.command else {
+            panic!("not push")
+        };
+        assert_eq!((push.topics, push.size, push.publishers), (10, 128, Some(2)));
+        assert_eq!(push.publish_via, PublishVia::Ws);
+        assert_eq!(push.drain, Duration::from_millis(500));
+        assert_eq!(push.window.duration, Duration::from_secs(5));
+        let http = Cli::try_parse_from([
+            "ringcast-loadgen",
+            "push",
+            "--url",
+            "ws://h/ws",
+            "--publish-url",
+            "http://h:8080",
+            "--publish-batch",
+            "16",
+        ])
+        .unwrap();
+        let Command::Push(http) = http.command else {
+            panic!("not push")
+        };
+        assert_eq!(http.publish_via, PublishVia::Http);
+        assert_eq!(
+            (http.publish_url.as_deref(), http.publish_batch),
+            (Some("http://h:8080"), 16)
+        );
+        assert!(Cli::try_parse_from(["ringcast-loadgen", "push", "--url", "ws://h/", "--publish-via", "udp"]).is_err());
     }
 }

@@ -3,8 +3,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::push::summary::PushSummary;
 use crate::report::{CoreSummary, Summary};
 use crate::stats::Percentiles;
+
+/// Reads one count off a push summary.
+type PushField = fn(&PushSummary) -> u64;
 
 /// Reads a summary.json.
 pub fn load(path: &Path) -> Result<Summary, String> {
@@ -42,6 +46,21 @@ pub fn table(a: &Summary, b: &Summary) -> String {
         some(b.handshakes_per_sec),
     );
     row("conns_per_sec", a.conns_per_sec, b.conns_per_sec);
+    if a.push.is_some() || b.push.is_some() {
+        let fields: [(&str, PushField); 7] = [
+            ("push.publishes_acked", |p| p.publishes_acked),
+            ("push.publishes_failed", |p| p.publishes_failed),
+            ("push.deliveries_expected", |p| p.deliveries_expected),
+            ("push.deliveries_received", |p| p.deliveries_received),
+            ("push.lost", |p| p.lost),
+            ("push.duplicated", |p| p.duplicated),
+            ("push.out_of_order", |p| p.out_of_order),
+        ];
+        for (name, field) in fields {
+            let get = |s: &Summary| s.push.as_ref().map(|p| field(p) as f64);
+            row(name, get(a), get(b));
+        }
+    }
     latency_rows(&mut row, "latency_us", &a.latency_us, &b.latency_us);
     latency_rows(
         &mut row,
@@ -49,6 +68,7 @@ pub fn table(a: &Summary, b: &Summary) -> String {
         &a.handshake_latency_us,
         &b.handshake_latency_us,
     );
+    row("client_cpu_seconds", a.client_cpu_seconds, b.client_cpu_seconds);
     row("server_cpu_seconds", a.server_cpu_seconds, b.server_cpu_seconds);
     row(
         "msgs_per_server_cpu_sec",

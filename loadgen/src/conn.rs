@@ -1,9 +1,10 @@
 //! One client connection: TCP connect, upgrade, then a reader and a writer task over the split
 //! socket until the close handshake is done.
 //!
-//! The reader decodes server frames with ringcast's [`Session`] (role client), matches echoes
-//! to send timestamps and queues pongs and close replies. The writer batches everything due
-//! (messages, pongs, close) into one masked write. The two share a [`Link`].
+//! The reader decodes server frames with ringcast's [`Session`] (role client), hands messages
+//! to the connection's [`Peer`] (echo: match them to send timestamps) and queues pongs and
+//! close replies. The writer batches everything due (messages, pongs, close) into one masked
+//! write. The two share a [`Link`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -25,6 +26,8 @@ use crate::engine::{Engine, Phase};
 use crate::handshake::{check_response, new_key, request, MAX_RESPONSE_HEAD};
 use crate::local::Notify;
 use crate::plan::Pacing;
+use crate::push::subscriber::Subscriber;
+use crate::push::ws::WsPublisher;
 use crate::rng::WyRand;
 
 /// Names an I/O error the way the summary reports it (`refused`, `reset`, `timeout`, ...).
@@ -46,7 +49,7 @@ pub fn io_reason(err: &io::Error) -> String {
 }
 
 /// Opens a TCP connection to `dst`, bound to `src` first when given.
-async fn tcp_connect(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStream> {
+pub async fn tcp_connect(src: Option<IpAddr>, dst: SocketAddr) -> io::Result<TcpStream> {
     let socket = Socket::new(
         Domain::for_address(dst),
         Type::STREAM.nonblocking().cloexec(),
@@ -147,7 +150,8 @@ pub async fn establish(engine: &Engine, global: u64) -> Result<(TcpStream, Vec<u
         Ok(Ok(stream)) => stream,
     };
     let key = new_key(&mut engine.rng.borrow_mut());
-    let req = request(&plan.url.path, &plan.url.host_header(dst.port()), &key, &plan.headers);
+    let path = plan.upgrade_path(global);
+    let req = request(&path, &plan.url.host_header(dst.port()), &key, &plan.headers);
     let leftover = upgrade(&mut stream, req, &key, engine.read_capacity);
     match monoio::time::timeout(plan.timeouts.handshake, leftover).await {
         Err(_) => Err("handshake_timeout".into()),
@@ -156,8 +160,31 @@ pub async fn establish(engine: &Engine, global: u64) -> Result<(TcpStream, Vec<u
     }
 }
 
+/// What a connection does with the messages it receives and what it sends.
+pub enum Peer {
+    /// Every message is the echo of one this connection sent (connect, echo, churn).
+    Echo,
+    /// A push subscriber: sends nothing, accounts for what its topic delivers.
+    Subscriber(RefCell<Subscriber>),
+    /// A push publisher: sends publish commands, matches the replies.
+    Publisher(RefCell<WsPublisher>),
+}
+
+impl Peer {
+    /// Adds what the connection counted to the core's figures once it has ended.
+    fn finish(&self, engine: &Engine) {
+        match self {
+            Peer::Echo => {}
+            Peer::Subscriber(subscriber) => subscriber.borrow().finish(engine),
+            Peer::Publisher(publisher) => publisher.borrow().finish(engine),
+        }
+    }
+}
+
 /// State shared by the reader and writer of one connection (and the engine's pacer/reaper).
 pub struct Link {
+    /// What the connection does with messages.
+    pub peer: Peer,
     fd: RawFd,
     /// Wakes the writer.
     notify: Notify,
@@ -181,8 +208,9 @@ pub struct Link {
 }
 
 impl Link {
-    fn new(fd: RawFd, budget: Option<u64>, rng: WyRand) -> Link {
+    fn new(peer: Peer, fd: RawFd, budget: Option<u64>, rng: WyRand) -> Link {
         Link {
+            peer,
             fd,
             notify: Notify::default(),
             control: RefCell::new(BytesMut::new()),
@@ -252,10 +280,18 @@ impl Link {
     }
 }
 
-/// Runs an upgraded connection in engine slot `slot` to the end of its close handshake.
-pub async fn drive(engine: &Engine, slot: usize, stream: TcpStream, leftover: Vec<u8>) -> Result<(), String> {
+/// Runs an upgraded connection in engine slot `slot` as `peer` to the end of its close
+/// handshake.
+pub async fn drive(
+    engine: &Engine,
+    slot: usize,
+    peer: Peer,
+    stream: TcpStream,
+    leftover: Vec<u8>,
+) -> Result<(), String> {
     let seed = engine.rng.borrow_mut().next_u64();
     let link = Rc::new(Link::new(
+        peer,
         stream.as_raw_fd(),
         engine.plan.traffic.per_conn,
         WyRand::new(seed),
@@ -264,6 +300,7 @@ pub async fn drive(engine: &Engine, slot: usize, stream: TcpStream, leftover: Ve
     let (rd, wr) = stream.into_split();
     let (read, (write, wr)) = monoio::join!(read_loop(engine, &link, rd, leftover), write_loop(engine, &link, wr));
     engine.detach(slot);
+    link.peer.finish(engine);
     // Keep the write half (and so our FIN) until the reader saw the server close first.
     drop(wr);
     read.and(write)
@@ -313,23 +350,11 @@ async fn read_loop(
 
 fn on_event(engine: &Engine, link: &Link, event: Event<'_>) -> Result<(), String> {
     match event {
-        Event::Message { kind, payload } => {
-            let traffic = &engine.plan.traffic;
-            let Some(stamp) = link.in_flight.borrow_mut().pop_front() else {
-                return Err("unexpected_message".into());
-            };
-            if payload != traffic.payload.as_slice() || (kind == MessageKind::Binary) != traffic.binary {
-                return Err("echo_mismatch".into());
-            }
-            engine.record_message(stamp, payload.len());
-            let phase = engine.phase();
-            if matches!(traffic.pacing, Pacing::ClosedLoop(_)) && phase == Phase::Load && link.budget.get() > 0 {
-                link.credits.set(link.credits.get() + 1);
-                link.wake();
-            } else if link.in_flight.borrow().is_empty() && (phase == Phase::Drain || link.budget.get() == 0) {
-                link.wake();
-            }
-        }
+        Event::Message { kind, payload } => match &link.peer {
+            Peer::Echo => return on_echo(engine, link, kind, payload),
+            Peer::Subscriber(subscriber) => subscriber.borrow_mut().on_message(engine, kind, payload),
+            Peer::Publisher(publisher) => publisher.borrow_mut().on_message(engine, kind, payload),
+        },
         Event::Ping(payload) => {
             let mask = link.rng.borrow_mut().mask();
             encode_frame(&mut link.control.borrow_mut(), true, OpCode::Pong, payload, Some(mask));
@@ -343,6 +368,26 @@ fn on_event(engine: &Engine, link: &Link, event: Event<'_>) -> Result<(), String
             }
             link.wake();
         }
+    }
+    Ok(())
+}
+
+/// An echo arrived: match it to the oldest message in flight and record its round trip.
+fn on_echo(engine: &Engine, link: &Link, kind: MessageKind, payload: &[u8]) -> Result<(), String> {
+    let traffic = &engine.plan.traffic;
+    let Some(stamp) = link.in_flight.borrow_mut().pop_front() else {
+        return Err("unexpected_message".into());
+    };
+    if payload != traffic.payload.as_slice() || (kind == MessageKind::Binary) != traffic.binary {
+        return Err("echo_mismatch".into());
+    }
+    engine.record_message(stamp, payload.len());
+    let phase = engine.phase();
+    if matches!(traffic.pacing, Pacing::ClosedLoop(_)) && phase == Phase::Load && link.budget.get() > 0 {
+        link.credits.set(link.credits.get() + 1);
+        link.wake();
+    } else if link.in_flight.borrow().is_empty() && (phase == Phase::Drain || link.budget.get() == 0) {
+        link.wake();
     }
     Ok(())
 }
@@ -405,39 +450,49 @@ fn fill(engine: &Engine, link: &Link, buf: &mut BytesMut) {
         }
     }
     if phase == Phase::Load {
-        let opcode = if traffic.binary { OpCode::Binary } else { OpCode::Text };
-        let mut in_flight = link.in_flight.borrow_mut();
-        let mut rng = link.rng.borrow_mut();
-        let mut send = |stamp: u64| {
-            let left = link.budget.get();
-            if left == 0 {
-                return false;
-            }
-            link.budget.set(left - 1);
-            encode_frame(buf, true, opcode, &traffic.payload, Some(rng.mask()));
-            in_flight.push_back(stamp);
-            true
-        };
-        let credits = link.credits.replace(0);
-        if credits > 0 {
-            let now = engine.now();
-            for _ in 0..credits {
-                if !send(now) {
-                    break;
-                }
-            }
-        }
-        let mut due = link.due.borrow_mut();
-        while let Some(&stamp) = due.front() {
-            if !send(stamp) {
-                break;
-            }
-            due.pop_front();
+        match &link.peer {
+            Peer::Echo => fill_echoes(engine, link, buf),
+            Peer::Publisher(publisher) => publisher.borrow_mut().fill(engine, buf, &mut link.rng.borrow_mut()),
+            Peer::Subscriber(_) => {}
         }
     }
     let done_sending = phase == Phase::Drain || link.budget.get() == 0;
     if done_sending && link.in_flight.borrow().is_empty() {
         send_close(engine, link, buf, CloseCode::NORMAL);
+    }
+}
+
+/// Encodes the echo messages the connection may send now (closed-loop credits, open-loop due).
+fn fill_echoes(engine: &Engine, link: &Link, buf: &mut BytesMut) {
+    let traffic = &engine.plan.traffic;
+    let opcode = if traffic.binary { OpCode::Binary } else { OpCode::Text };
+    let mut in_flight = link.in_flight.borrow_mut();
+    let mut rng = link.rng.borrow_mut();
+    let mut send = |stamp: u64| {
+        let left = link.budget.get();
+        if left == 0 {
+            return false;
+        }
+        link.budget.set(left - 1);
+        encode_frame(buf, true, opcode, &traffic.payload, Some(rng.mask()));
+        in_flight.push_back(stamp);
+        true
+    };
+    let credits = link.credits.replace(0);
+    if credits > 0 {
+        let now = engine.now();
+        for _ in 0..credits {
+            if !send(now) {
+                break;
+            }
+        }
+    }
+    let mut due = link.due.borrow_mut();
+    while let Some(&stamp) = due.front() {
+        if !send(stamp) {
+            break;
+        }
+        due.pop_front();
     }
 }
 

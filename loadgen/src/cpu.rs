@@ -26,6 +26,11 @@ pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
     Ok(ticks as f64 / hz)
 }
 
+/// utime + stime of this process (every thread) in seconds; `None` when /proc is unreadable.
+pub fn own_cpu_seconds() -> Option<f64> {
+    cpu_seconds(std::process::id()).ok()
+}
+
 /// utime + stime in clock ticks. Fields are counted after the `)` closing the command name,
 /// which may itself contain spaces and parentheses.
 fn parse_stat(text: &str) -> Option<u64> {
@@ -124,6 +129,7 @@ mod tests {
         let busy: u64 = (0..2_000_000u64).fold(0, |a, b| a ^ b.wrapping_mul(31));
         assert!(busy != 1);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
+        assert!(own_cpu_seconds().unwrap() >= 0.0);
         let mark = |at_ns, cpu| Mark {
             at_ns,
             cpu_s: Some(cpu),

@@ -1,11 +1,12 @@
 //! One pinned thread with one monoio runtime running one lane's share of the connections.
 //!
 //! Phases: `Ramp` (open connections, answer pings) until every core is ready and the
-//! coordinator says go; `Load` (send messages; measure inside the window); `Drain` (stop
-//! sending, collect the echoes still in flight, close). A reaper fails connections that
-//! overrun their deadline, so every phase ends on its own.
+//! coordinator says go; `Load` (send messages; measure inside the window; push: keep receiving
+//! for the drain after publishing stopped); `Drain` (stop sending, collect the echoes still in
+//! flight, close). A reaper fails connections that overrun their deadline, so every phase
+//! ends on its own.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once, OnceLock};
@@ -13,9 +14,12 @@ use std::time::{Duration, Instant};
 
 use monoio::task::JoinHandle;
 
-use crate::conn::{drive, establish, Link};
+use crate::conn::{drive, establish, Link, Peer};
 use crate::local::Notify;
 use crate::plan::{Lane, Pacing, Plan, Scenario};
+use crate::push::counts::PushCounts;
+use crate::push::subscriber::Subscriber;
+use crate::push::ws::WsPublisher;
 use crate::rng::WyRand;
 use crate::stats::{CoreReport, CoreStats, Live};
 use ringcast::config::IoMode;
@@ -30,7 +34,7 @@ const CHURN_BACKOFF: Duration = Duration::from_millis(10);
 pub enum Phase {
     /// Connections are being opened; nothing is sent.
     Ramp,
-    /// Messages flow.
+    /// Messages flow (push: until the drain after the window is over).
     Load,
     /// The window is over: no new messages, close once the in-flight ones are back.
     Drain,
@@ -45,6 +49,8 @@ pub struct Timeline {
     pub window_start: Instant,
     /// End of the measured window: sending stops.
     pub window_end: Instant,
+    /// Connections begin to close (push: after the drain; otherwise the end of the window).
+    pub drain_end: Instant,
     /// Connections still running now are failed.
     pub close_by: Instant,
 }
@@ -54,11 +60,13 @@ impl Timeline {
     pub fn new(go: Instant, plan: &Plan) -> Timeline {
         let window_start = go + plan.warmup;
         let window_end = window_start + plan.window;
+        let drain_end = window_end + plan.drain();
         Timeline {
             go,
             window_start,
             window_end,
-            close_by: window_end + plan.timeouts.close + REAP_EVERY,
+            drain_end,
+            close_by: drain_end + plan.timeouts.close + REAP_EVERY,
         }
     }
 }
@@ -175,6 +183,8 @@ pub struct Engine {
 impl Engine {
     fn new(plan: Arc<Plan>, lane: Lane, proc: usize, live: Arc<Live>) -> Engine {
         let conns = lane.conn_count(plan.conns_total);
+        let mut stats = CoreStats::new(proc, lane.core, conns);
+        stats.report.push = plan.push.as_ref().map(|p| PushCounts::new(p.topics));
         let frame = plan.traffic.payload.len() + 14;
         let in_flight = match plan.traffic.pacing {
             Pacing::ClosedLoop(k) => k as usize,
@@ -188,7 +198,7 @@ impl Engine {
             phase: Cell::new(Phase::Ramp),
             timeline: Cell::new(None),
             window: Cell::new((u64::MAX, u64::MAX)),
-            stats: RefCell::new(CoreStats::new(proc, lane.core, conns)),
+            stats: RefCell::new(stats),
             live,
             slots: RefCell::new(vec![None; conns as usize]),
             pending: Cell::new(0),
@@ -248,7 +258,10 @@ impl Engine {
         if let Pacing::OpenLoop(rate) = self.plan.traffic.pacing {
             tasks.push(monoio::spawn(crate::pacer::run(self.clone(), rate)));
         }
-        monoio::time::sleep_until(monoio::time::Instant::from_std(timeline.window_end)).await;
+        if self.plan.push.is_some() {
+            tasks.extend(crate::push::start(&self));
+        }
+        monoio::time::sleep_until(monoio::time::Instant::from_std(timeline.drain_end)).await;
         self.drain(timeline.close_by);
         for task in tasks {
             task.await;
@@ -323,6 +336,27 @@ impl Engine {
         self.slots.borrow_mut()[slot] = None;
     }
 
+    /// The running connection in `slot`, if any.
+    pub fn link(&self, slot: usize) -> Option<Rc<Link>> {
+        self.slots.borrow()[slot].clone()
+    }
+
+    /// What connection number `global` does with its messages.
+    fn peer(&self, global: u64) -> Peer {
+        match &self.plan.push {
+            None => Peer::Echo,
+            Some(push) if global < push.subscribers => {
+                Peer::Subscriber(RefCell::new(Subscriber::new(push.topic_of(global))))
+            }
+            Some(_) => Peer::Publisher(RefCell::new(WsPublisher::default())),
+        }
+    }
+
+    /// The core's push counts (push runs only).
+    pub fn push_counts(&self) -> RefMut<'_, PushCounts> {
+        RefMut::map(self.stats.borrow_mut(), |s| s.report.push.as_mut().expect("a push run"))
+    }
+
     /// Open loop: gives message `j`, intended for `stamp`, to a live connection. Returns false
     /// when no connection is left to send on.
     pub fn dispatch(&self, j: u64, stamp: u64) -> bool {
@@ -364,7 +398,7 @@ impl Engine {
                 let (start, end) = self.window.get();
                 (start..end).contains(&self.stamp(now))
             }
-            Scenario::Connect | Scenario::Echo => true,
+            Scenario::Connect | Scenario::Echo | Scenario::Push => true,
         };
         let mut stats = self.stats.borrow_mut();
         stats.report.conns_established += 1;
@@ -386,10 +420,15 @@ impl Engine {
             .or_default() += 1;
     }
 
-    /// An established connection failed for `reason`.
+    /// An established connection failed for `reason` (push: or one of its frames was unusable).
     pub fn error(&self, reason: String) {
-        Live::bump(&self.live.errors, 1);
-        *self.stats.borrow_mut().report.errors.entry(reason).or_default() += 1;
+        self.error_count(reason, 1);
+    }
+
+    /// `count` failures for `reason` (push: publishes that failed).
+    pub fn error_count(&self, reason: String, count: u64) {
+        Live::bump(&self.live.errors, count);
+        *self.stats.borrow_mut().report.errors.entry(reason).or_default() += count;
     }
 
     fn report(&self) -> CoreReport {
@@ -413,7 +452,8 @@ async fn long_lived(engine: Rc<Engine>, slot: usize, global: u64) {
         Err(reason) => engine.connect_failed(reason),
         Ok((stream, leftover)) => {
             engine.handshake_done(began);
-            if let Err(reason) = drive(&engine, slot, stream, leftover).await {
+            let peer = engine.peer(global);
+            if let Err(reason) = drive(&engine, slot, peer, stream, leftover).await {
                 engine.error(reason);
             }
         }
@@ -431,7 +471,7 @@ async fn churn_loop(engine: Rc<Engine>, slot: usize, global: u64) {
             }
             Ok((stream, leftover)) => {
                 engine.handshake_done(began);
-                match drive(&engine, slot, stream, leftover).await {
+                match drive(&engine, slot, Peer::Echo, stream, leftover).await {
                     Ok(()) => {
                         let (start, end) = engine.window.get();
                         if (start..end).contains(&engine.now()) {

@@ -1,4 +1,4 @@
-//! `ringcast-loadgen`: a thread-per-core WebSocket load generator (connect, echo, churn).
+//! `ringcast-loadgen`: a thread-per-core WebSocket load generator (connect, echo, churn, push).
 //!
 //! One pinned monoio runtime per client core (io_uring, falling back to epoll), connections
 //! split over the cores and optionally over several processes (--procs). The protocol work
@@ -18,6 +18,7 @@ mod pacer;
 mod plan;
 mod procs;
 mod progress;
+mod push;
 mod report;
 mod rng;
 mod run;
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Connect(args) => (Plan::connect(&args)?, args.common),
         Command::Echo(args) => (Plan::echo(&args)?, args.common),
         Command::Churn(args) => (Plan::churn(&args)?, args.common),
+        Command::Push(args) => (Plan::push(&args)?, args.common),
         Command::Compare(args) => {
             let (a, b) = (compare::load(&args.a)?, compare::load(&args.b)?);
             print!("{}", compare::table(&a, &b));
@@ -84,7 +86,7 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         .map(|w| {
             lanes(&cores, procs, w)
                 .iter()
-                .map(|l| l.conn_count(plan.conns_total))
+                .map(|l| l.conn_count(plan.conns_total) + plan.extra_sockets_per_lane())
                 .sum::<u64>()
         })
         .max()

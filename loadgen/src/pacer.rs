@@ -1,5 +1,5 @@
-//! Open-loop pacing: a per-core schedule of intended send times, handed round-robin to the
-//! core's connections.
+//! Open-loop pacing: a per-core [`Schedule`] of intended send times, each event handed on when
+//! it is due (echo: round-robin to the core's connections).
 //!
 //! monoio's timer wheel has a 1 ms resolution, which would add up to a millisecond of
 //! artificial latency to every message measured from its intended send time. On io_uring the
@@ -71,6 +71,45 @@ fn make_timerfd() -> Option<monoio::fs::File> {
     monoio::fs::File::from_std(unsafe { File::from_raw_fd(fd) }).ok()
 }
 
+/// An open-loop schedule in engine stamps: event `j` is due at `first + j * interval_ns`, and
+/// events due at or after `end` are not sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// When event 0 is due.
+    pub first: u64,
+    /// Nanoseconds between two events.
+    pub interval_ns: f64,
+    /// No event is due at or after this.
+    pub end: u64,
+}
+
+impl Schedule {
+    /// When event `j` is due.
+    pub fn at(&self, j: u64) -> u64 {
+        self.first + (j as f64 * self.interval_ns) as u64
+    }
+}
+
+/// Calls `fire(j, due)` for every event of `schedule` once it is due (late events at once, in
+/// order) until the schedule ends or `fire` returns false.
+pub async fn pace(engine: &Engine, schedule: Schedule, mut fire: impl FnMut(u64, u64) -> bool) {
+    let mut clock = PaceClock::new();
+    let mut next = 0u64;
+    loop {
+        let now = engine.now();
+        while schedule.at(next) <= now {
+            if schedule.at(next) >= schedule.end || !fire(next, schedule.at(next)) {
+                return;
+            }
+            next += 1;
+        }
+        if schedule.at(next) >= schedule.end {
+            return;
+        }
+        clock.sleep_until(engine.instant(schedule.at(next))).await;
+    }
+}
+
 /// Sends `rate_total * (this core's share of connections)` messages per second from the start
 /// of the load until the window ends; message `j` goes to the `j`-th live connection.
 pub async fn run(engine: Rc<Engine>, rate_total: f64) {
@@ -80,26 +119,13 @@ pub async fn run(engine: Rc<Engine>, rate_total: f64) {
     if rate <= 0.0 {
         return;
     }
-    let interval_ns = 1e9 / rate;
     let timeline = engine.timeline();
-    let start = engine.stamp(timeline.go);
-    let end = engine.stamp(timeline.window_end);
-    let at = |j: u64| start + (j as f64 * interval_ns) as u64;
-    let mut clock = PaceClock::new();
-    let mut next = 0u64;
-    loop {
-        let now = engine.now();
-        while at(next) <= now {
-            if at(next) >= end || !engine.dispatch(next, at(next)) {
-                return;
-            }
-            next += 1;
-        }
-        if at(next) >= end {
-            return;
-        }
-        clock.sleep_until(engine.instant(at(next))).await;
-    }
+    let schedule = Schedule {
+        first: engine.stamp(timeline.go),
+        interval_ns: 1e9 / rate,
+        end: engine.stamp(timeline.window_end),
+    };
+    pace(&engine, schedule, |j, due| engine.dispatch(j, due)).await;
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! The resolved description of a run: what each connection does, where it goes, and when.
 //!
-//! Built once from the command line and shared read-only by every core. New scenarios (a
-//! server-push fan-out scenario, for example) add a [`Scenario`] variant and, if connections
-//! behave differently, a [`Traffic`] variant; the core loop dispatches on both.
+//! Built once from the command line and shared read-only by every core. New scenarios add a
+//! [`Scenario`] variant and, if connections behave differently, a [`Traffic`] variant; the
+//! core loop dispatches on both. The push scenario's own settings are in [`PushPlan`].
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::cli::{ChurnArgs, CommonArgs, ConnectArgs, EchoArgs, MessageArgs, WindowArgs};
+use crate::cli::{ChurnArgs, CommonArgs, ConnectArgs, EchoArgs, PublishVia, PushArgs, WindowArgs};
+use crate::push::payload::STAMP_DIGITS;
+use crate::push::topic_name;
 use crate::target::{Targets, WsUrl};
 
 /// The scenario being run.
@@ -19,6 +22,8 @@ pub enum Scenario {
     Echo,
     /// Short-lived connections: connect, one echo, close, repeat.
     Churn,
+    /// Subscriber connections receiving what publishers send to their topics.
+    Push,
 }
 
 impl Scenario {
@@ -28,6 +33,7 @@ impl Scenario {
             Scenario::Connect => "connect",
             Scenario::Echo => "echo",
             Scenario::Churn => "churn",
+            Scenario::Push => "push",
         }
     }
 
@@ -97,8 +103,60 @@ pub struct Plan {
     pub headers: Vec<String>,
     /// Unmeasured time after the load starts.
     pub warmup: Duration,
-    /// The measured window (echo, churn) or the hold time (connect).
+    /// The measured window (echo, churn, push) or the hold time (connect).
     pub window: Duration,
+    /// The push scenario's settings.
+    pub push: Option<PushPlan>,
+}
+
+/// What `push` publishes, where, and how it counts.
+#[derive(Debug, Clone)]
+pub struct PushPlan {
+    /// Subscriber connections: numbers `0..subscribers`; any further ones are publishers.
+    pub subscribers: u64,
+    /// Topics `t0..t{topics-1}`.
+    pub topics: u32,
+    /// Publishes per second over the whole run.
+    pub rate: f64,
+    /// How publishes reach the server.
+    pub publishing: Publishing,
+    /// How long subscribers keep receiving after publishing stops.
+    pub drain: Duration,
+}
+
+/// How publishes reach the server.
+#[derive(Debug, Clone)]
+pub enum Publishing {
+    /// HTTP requests, one TCP connection each.
+    Http(HttpPublishing),
+    /// Commands on this many WebSocket publisher connections over the whole run.
+    Ws(u64),
+}
+
+/// Where and how HTTP publishes go.
+#[derive(Debug, Clone)]
+pub struct HttpPublishing {
+    /// The server's address(es) and the local addresses to spread requests over.
+    pub targets: Targets,
+    /// The host for the `Host` header and the path prefix of the publish endpoints.
+    pub url: WsUrl,
+    /// Most publishes per request (more than one: a `POST /publish` batch).
+    pub batch: usize,
+}
+
+impl PushPlan {
+    /// The HTTP settings, when publishing over HTTP.
+    pub fn http(&self) -> Option<&HttpPublishing> {
+        match &self.publishing {
+            Publishing::Http(http) => Some(http),
+            Publishing::Ws(_) => None,
+        }
+    }
+
+    /// The topic subscriber `global` subscribes to.
+    pub fn topic_of(&self, global: u64) -> u32 {
+        (global % u64::from(self.topics)) as u32
+    }
 }
 
 impl Plan {
@@ -123,7 +181,7 @@ impl Plan {
         };
         let traffic = Traffic {
             pacing,
-            payload: payload(&args.message),
+            payload: filler(args.message.size),
             binary: args.message.binary,
             per_conn: None,
         };
@@ -140,7 +198,7 @@ impl Plan {
     pub fn churn(args: &ChurnArgs) -> Result<Plan, String> {
         let traffic = Traffic {
             pacing: Pacing::ClosedLoop(1),
-            payload: payload(&args.message),
+            payload: filler(args.message.size),
             binary: args.message.binary,
             per_conn: Some(1),
         };
@@ -151,6 +209,57 @@ impl Plan {
             args.window.warmup,
             window(&args.window)?,
         )
+    }
+
+    /// Builds the plan for `push`.
+    pub fn push(args: &PushArgs) -> Result<Plan, String> {
+        if args.common.conns == 0 {
+            return Err("--conns must be at least 1".into());
+        }
+        if args.topics == 0 {
+            return Err("--topics must be at least 1".into());
+        }
+        if !(args.publish_rate.is_finite() && args.publish_rate > 0.0) {
+            return Err(format!(
+                "--publish-rate must be a positive number, got {}",
+                args.publish_rate
+            ));
+        }
+        if args.size < STAMP_DIGITS {
+            return Err(format!(
+                "--size must be at least {STAMP_DIGITS}: every payload starts with its publish time"
+            ));
+        }
+        let publishers = publishers(args)?;
+        let traffic = Traffic {
+            pacing: Pacing::Idle,
+            payload: filler(args.size),
+            binary: false,
+            per_conn: None,
+        };
+        let common = CommonArgs {
+            conns: args.common.conns + publishers,
+            ..args.common.clone()
+        };
+        let mut plan = Plan::build(
+            Scenario::Push,
+            &common,
+            traffic,
+            args.window.warmup,
+            window(&args.window)?,
+        )?;
+        let publishing = match args.publish_via {
+            PublishVia::Ws => Publishing::Ws(publishers),
+            PublishVia::Http => Publishing::Http(http_publishing(&plan, args)?),
+        };
+        plan.push = Some(PushPlan {
+            subscribers: args.common.conns,
+            topics: args.topics,
+            rate: args.publish_rate,
+            publishing,
+            drain: args.drain,
+        });
+        Ok(plan)
     }
 
     fn build(
@@ -201,7 +310,34 @@ impl Plan {
             headers: common.headers.clone(),
             warmup,
             window,
+            push: None,
         })
+    }
+
+    /// The path and query of the upgrade request of connection `global`: push subscribers add
+    /// their topic to the URL's query.
+    pub fn upgrade_path(&self, global: u64) -> Cow<'_, str> {
+        let path = &self.url.path;
+        match &self.push {
+            Some(push) if global < push.subscribers => {
+                let joint = if path.contains('?') { '&' } else { '?' };
+                Cow::Owned(format!("{path}{joint}topics={}", topic_name(push.topic_of(global))))
+            }
+            _ => Cow::Borrowed(path),
+        }
+    }
+
+    /// How long after the window connections keep receiving before they close (push: --drain).
+    pub fn drain(&self) -> Duration {
+        self.push.as_ref().map_or(Duration::ZERO, |p| p.drain)
+    }
+
+    /// Sockets a lane may hold besides its WebSocket connections (HTTP publish requests).
+    pub fn extra_sockets_per_lane(&self) -> u64 {
+        match self.push.as_ref().and_then(PushPlan::http) {
+            Some(_) => self.max_pending as u64,
+            None => 0,
+        }
     }
 
     /// Largest payload a server frame may carry before the connection is failed.
@@ -217,9 +353,65 @@ fn window(args: &WindowArgs) -> Result<Duration, String> {
     Ok(args.duration)
 }
 
-/// The payload every message carries: printable ASCII, valid as text and easy to spot in a dump.
-fn payload(args: &MessageArgs) -> Vec<u8> {
-    (0..args.size).map(|i| b'a' + (i % 26) as u8).collect()
+/// The payload every message carries (push: after the publish time): lowercase letters, valid as
+/// text, safe in JSON strings and easy to spot in a dump.
+fn filler(size: usize) -> Vec<u8> {
+    (0..size).map(|i| b'a' + (i % 26) as u8).collect()
+}
+
+/// The WebSocket publisher connections of a push run (none over HTTP); refuses the flags of
+/// the other publishing mode.
+fn publishers(args: &PushArgs) -> Result<u64, String> {
+    if args.publish_batch == 0 {
+        return Err("--publish-batch must be at least 1".into());
+    }
+    let publishers = match (args.publish_via, args.publishers) {
+        (PublishVia::Ws, Some(0)) => return Err("--publishers must be at least 1".into()),
+        (PublishVia::Ws, n) => n.unwrap_or(1),
+        (PublishVia::Http, Some(_)) => return Err("--publishers is for --publish-via ws".into()),
+        (PublishVia::Http, None) => 0,
+    };
+    if args.publish_via == PublishVia::Ws {
+        if args.publish_url.is_some() {
+            return Err("--publish-url is for --publish-via http".into());
+        }
+        if args.publish_batch != 1 {
+            return Err("--publish-batch is for --publish-via http".into());
+        }
+    }
+    Ok(publishers)
+}
+
+/// Where HTTP publishes go: --publish-url, else the --url host on every --ports port.
+fn http_publishing(plan: &Plan, args: &PushArgs) -> Result<HttpPublishing, String> {
+    let (url, dests) = match &args.publish_url {
+        None => {
+            let mut url = plan.url.clone();
+            url.path = String::new();
+            (url, plan.targets.dests.clone())
+        }
+        Some(text) => {
+            let mut url = WsUrl::parse_http(text)?;
+            if url.path.contains('?') {
+                return Err(format!("--publish-url {text}: a query is not supported"));
+            }
+            url.path = url.path.trim_end_matches('/').to_string();
+            let ip = url.resolve()?;
+            if let Some(bad) = plan.targets.sources.iter().find(|s| s.is_ipv4() != ip.is_ipv4()) {
+                return Err(format!("source address {bad} is not of the same family as {ip}"));
+            }
+            let dest = SocketAddr::new(ip, url.port);
+            (url, vec![dest])
+        }
+    };
+    Ok(HttpPublishing {
+        targets: Targets {
+            dests,
+            sources: plan.targets.sources.clone(),
+        },
+        url,
+        batch: args.publish_batch,
+    })
 }
 
 /// One core's share of the run.
@@ -289,5 +481,54 @@ mod tests {
         let split = lanes(&[0, 1, 2, 3], 2, 1);
         assert_eq!(split.iter().map(|l| l.core).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(lanes(&[7], 2, 1)[0].core, 7);
+    }
+
+    fn push_args(extra: &[&str]) -> PushArgs {
+        use clap::Parser;
+        let mut args = vec!["ringcast-loadgen", "push", "--url", "ws://127.0.0.1:9001/ws?token=x"];
+        args.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(args).unwrap().command {
+            crate::cli::Command::Push(push) => push,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn push_subscribers_carry_their_topic_and_publishers_come_after_them() {
+        let plan = Plan::push(&push_args(&[
+            "--conns",
+            "5",
+            "--topics",
+            "2",
+            "--publish-via",
+            "ws",
+            "--publishers",
+            "3",
+        ]))
+        .unwrap();
+        assert_eq!(plan.conns_total, 8);
+        assert_eq!(plan.upgrade_path(0), "/ws?token=x&topics=t0");
+        assert_eq!(plan.upgrade_path(3), "/ws?token=x&topics=t1");
+        assert_eq!(plan.upgrade_path(5), "/ws?token=x", "a publisher subscribes to nothing");
+        assert_eq!(plan.extra_sockets_per_lane(), 0);
+        let http = Plan::push(&push_args(&[
+            "--publish-url",
+            "http://127.0.0.1:8080/api/",
+            "--max-pending",
+            "7",
+        ]))
+        .unwrap();
+        let publishing = http.push.as_ref().unwrap().http().unwrap();
+        assert_eq!(publishing.url.path, "/api");
+        assert_eq!(publishing.targets.dests, ["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(http.extra_sockets_per_lane(), 7);
+        assert_eq!(http.conns_total, 100);
+        let plain = Plan::push(&push_args(&["--ports", "9001-9002"])).unwrap();
+        let publishing = plain.push.as_ref().unwrap().http().unwrap();
+        assert_eq!((publishing.url.path.as_str(), publishing.targets.dests.len()), ("", 2));
+        assert_eq!(plain.drain(), Duration::from_secs(2));
+        assert!(Plan::push(&push_args(&["--publish-batch", "0"])).is_err());
+        assert!(Plan::push(&push_args(&["--publish-via", "ws", "--publish-batch", "2"])).is_err());
+        assert!(Plan::push(&push_args(&["--publish-rate", "0"])).is_err());
     }
 }

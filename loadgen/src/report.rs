@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::cpu::Span;
 use crate::hgrm;
 use crate::plan::{Pacing, Plan, Scenario};
+use crate::push::counts::PushCounts;
+use crate::push::summary::PushSummary;
 use crate::run::ProcessReport;
 use crate::stats::{new_histogram, CoreReport, Percentiles, Reasons};
 
@@ -21,7 +23,7 @@ pub struct CoreSummary {
     pub proc: usize,
     /// CPU number.
     pub core: usize,
-    /// Echoes measured on this core.
+    /// Echoes (push: deliveries) measured on this core.
     pub messages: u64,
     /// Their latency.
     pub latency_us: Percentiles,
@@ -36,7 +38,7 @@ pub struct RunConfig {
     pub cores: usize,
     /// Closed loop: messages in flight per connection.
     pub in_flight: Option<u32>,
-    /// Open loop: target messages per second.
+    /// Open loop: target messages per second (push: publishes per second).
     pub rate: Option<f64>,
     /// Payload bytes per message.
     pub size: usize,
@@ -49,7 +51,7 @@ pub struct RunConfig {
 /// Everything a run measured. Field names are a stable interface for scripts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// `connect`, `echo` or `churn`.
+    /// `connect`, `echo`, `churn` or `push`.
     pub scenario: String,
     /// The server URL.
     pub url: String,
@@ -67,11 +69,12 @@ pub struct Summary {
     pub duration_s: f64,
     /// Seconds from the first attempt until every connection was up or had failed.
     pub ramp_s: f64,
-    /// Echoes of messages sent inside the window.
+    /// Echoes of messages sent inside the window (push: deliveries of publishes whose intended
+    /// time was inside the window).
     pub messages: u64,
-    /// `messages / duration_s`.
+    /// `messages / duration_s` (push: deliveries per second).
     pub msgs_per_sec: f64,
-    /// Echoed payload bytes per second.
+    /// Echoed (push: delivered) payload bytes per second.
     pub bytes_per_sec: f64,
     /// Upgrades counted (churn: inside the window; otherwise all).
     pub handshakes: u64,
@@ -87,16 +90,21 @@ pub struct Summary {
     pub hold_s: Option<f64>,
     /// Connect: server CPU seconds during the hold.
     pub hold_server_cpu_seconds: Option<f64>,
-    /// Message round-trip latency.
+    /// Message round-trip latency (push: from the intended publish time to receipt).
     pub latency_us: Percentiles,
     /// Connect + upgrade latency.
     pub handshake_latency_us: Percentiles,
+    /// Client CPU seconds (utime+stime of every loadgen process) inside the load window
+    /// (connect: the hold); null when /proc is unreadable.
+    pub client_cpu_seconds: Option<f64>,
     /// Server CPU seconds (utime+stime) inside the measured window; null without --server-pid.
     pub server_cpu_seconds: Option<f64>,
     /// Messages per server CPU second.
     pub msgs_per_server_cpu_sec: Option<f64>,
     /// Handshakes per server CPU second (connect, churn).
     pub handshakes_per_server_cpu_sec: Option<f64>,
+    /// Push: publishes, deliveries and faults.
+    pub push: Option<PushSummary>,
     /// Per-core breakdown.
     pub per_core: Vec<CoreSummary>,
     /// Worker processes.
@@ -170,8 +178,15 @@ impl Merged {
         let (in_flight, rate) = match plan.traffic.pacing {
             Pacing::ClosedLoop(k) => (Some(k), None),
             Pacing::OpenLoop(r) => (None, Some(r)),
-            Pacing::Idle => (None, None),
+            Pacing::Idle => (None, plan.push.as_ref().map(|p| p.rate)),
         };
+        let push = plan.push.as_ref().map(|p| {
+            let mut counts = PushCounts::new(p.topics);
+            for core in cores.iter().filter_map(|c| c.push.as_ref()) {
+                counts.add(core);
+            }
+            PushSummary::build(p, &counts)
+        });
         let summary = Summary {
             scenario: scenario.name().to_string(),
             url: plan.url_text.clone(),
@@ -198,6 +213,11 @@ impl Merged {
             },
             latency_us: Percentiles::of(&latency),
             handshake_latency_us: Percentiles::of(&handshake_latency),
+            client_cpu_seconds: reports
+                .iter()
+                .map(|r| r.client_cpu_seconds)
+                .sum::<Option<f64>>()
+                .map(round3),
             server_cpu_seconds: server_cpu.map(round3),
             msgs_per_server_cpu_sec: if scenario == Scenario::Connect {
                 None
@@ -209,6 +229,7 @@ impl Merged {
             } else {
                 per_cpu(handshakes, server_cpu).map(round3)
             },
+            push,
             per_core: per_core
                 .iter()
                 .zip(&cores)
@@ -247,13 +268,19 @@ impl Merged {
         };
         let json = serde_json::to_string_pretty(&self.summary).expect("the summary serializes");
         write("summary.json", json + "\n")?;
-        write("latency.hgrm", hgrm::render(&self.latency))?;
+        // Push latency is publish to receive, not a round trip: its files say so.
+        let latency = if self.summary.push.is_some() {
+            "push-latency"
+        } else {
+            "latency"
+        };
+        write(&format!("{latency}.hgrm"), hgrm::render(&self.latency))?;
         write("handshake_latency.hgrm", hgrm::render(&self.handshake_latency))?;
         for (proc, core, hist) in &self.per_core {
             let name = if self.summary.procs > 1 {
-                format!("latency_p{proc}_core{core}.hgrm")
+                format!("{latency}_p{proc}_core{core}.hgrm")
             } else {
-                format!("latency_core{core}.hgrm")
+                format!("{latency}_core{core}.hgrm")
             };
             write(&name, hgrm::render(hist))?;
         }
@@ -300,10 +327,18 @@ pub fn human(s: &Summary) -> String {
     if let Some(hold) = s.hold_s {
         let _ = writeln!(out, "  hold          {hold:.3} s");
     }
+    if let Some(push) = &s.push {
+        push.human(&mut out);
+    }
     if s.scenario != "connect" {
+        let (label, unit) = if s.push.is_some() {
+            ("in window", "deliveries/s")
+        } else {
+            ("messages", "msg/s")
+        };
         let _ = writeln!(
             out,
-            "  messages      {} in {:.3} s = {:.0} msg/s, {:.0} B/s ({} B {})",
+            "  {label:<13} {} in {:.3} s = {:.0} {unit}, {:.0} B/s ({} B {})",
             s.messages,
             s.duration_s,
             s.msgs_per_sec,
@@ -317,6 +352,9 @@ pub fn human(s: &Summary) -> String {
     let _ = writeln!(out, "  handshake us  {}", percentile_line(&s.handshake_latency_us));
     if let (Some(loops), Some(rate)) = (s.loops_completed, s.conns_per_sec) {
         let _ = writeln!(out, "  churn loops   {loops} completed = {rate:.0} connections/s");
+    }
+    if let Some(cpu) = s.client_cpu_seconds {
+        let _ = writeln!(out, "  client cpu    {cpu:.3} s");
     }
     if let Some(cpu) = s.server_cpu_seconds {
         let mut line = format!("  server cpu    {cpu:.3} s");

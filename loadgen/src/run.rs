@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cpu::{Mark, Span};
+use crate::cpu::{own_cpu_seconds, Mark, Span};
 use crate::engine::{self, Driver, Rendezvous, Timeline};
 use crate::plan::{Lane, Plan};
 use crate::progress::{ProgressMode, Snapshot, Ticker};
@@ -31,6 +31,8 @@ pub struct ProcessReport {
     pub ramp: Span,
     /// The measured window (echo, churn) or the hold (connect).
     pub window: Span,
+    /// This process's own CPU seconds (utime+stime) inside `window`; `None` without /proc.
+    pub client_cpu_seconds: Option<f64>,
 }
 
 /// How the go signal is given.
@@ -108,11 +110,15 @@ pub fn run_process(
     let timeline = Timeline::new(go, &plan);
     wait_until(timeline.window_start, || false, &mut ticker, &snapshot);
     let window_start = Mark::take(server_pid);
+    let own_start = own_cpu_seconds();
     wait_until(timeline.window_end, || false, &mut ticker, &snapshot);
     let window = Span {
         start: window_start,
         end: Mark::take(server_pid),
     };
+    let client_cpu_seconds = own_cpu_seconds()
+        .zip(own_start)
+        .map(|(end, start)| (end - start).max(0.0));
     let finished = || handles.iter().all(|h| h.is_finished());
     // A churn loop may have begun an attempt just before the window ended.
     let last_attempt = plan.timeouts.connect + plan.timeouts.handshake;
@@ -134,6 +140,7 @@ pub fn run_process(
         cores,
         ramp,
         window,
+        client_cpu_seconds,
     })
 }
 

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::push::counts::PushCounts;
+
 /// Highest latency a histogram tracks, in microseconds (one hour); longer ones saturate.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// Significant decimal digits kept by every histogram.
@@ -95,9 +97,9 @@ pub struct CoreReport {
     pub conns_established: u64,
     /// Long-lived connections still open when the load phase ended.
     pub conns_open_at_end: u64,
-    /// Echoes received for messages sent inside the window.
+    /// Echoes (push: deliveries) received for messages sent inside the window.
     pub messages: u64,
-    /// Payload bytes of those echoes.
+    /// Payload bytes of those messages.
     pub bytes: u64,
     /// Upgrades that count toward the measurement (churn: inside the window; others: all).
     pub handshakes: u64,
@@ -107,10 +109,12 @@ pub struct CoreReport {
     pub connect_failures: Reasons,
     /// Failures of established connections by reason.
     pub errors: Reasons,
-    /// Message round-trip latency.
+    /// Message round-trip latency (push: publish to receive).
     pub latency: HistData,
     /// Connect + upgrade latency.
     pub handshake_latency: HistData,
+    /// Push: publishes, deliveries and sequence accounting.
+    pub push: Option<PushCounts>,
 }
 
 /// A core's live accumulators; turned into a [`CoreReport`] at the end.

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-/// A parsed `ws://host:port/path` URL.
+/// A parsed `ws://host:port/path` (or, for publishing, `http://`) URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
     /// The host as written (an IPv6 literal keeps its brackets), for the `Host` header.
@@ -16,14 +16,23 @@ pub struct WsUrl {
 impl WsUrl {
     /// Parses a `ws://` URL; `wss://` is refused (no TLS in the load generator).
     pub fn parse(url: &str) -> Result<WsUrl, String> {
+        WsUrl::parse_scheme(url, "ws")
+    }
+
+    /// Parses an `http://` URL of the same shape (HTTP publishing); `https://` is refused.
+    pub fn parse_http(url: &str) -> Result<WsUrl, String> {
+        WsUrl::parse_scheme(url, "http")
+    }
+
+    fn parse_scheme(url: &str, scheme: &str) -> Result<WsUrl, String> {
         let rest = match url.split_once("://") {
-            Some(("ws", rest)) => rest,
-            Some(("wss", _)) => {
+            Some((s, rest)) if s == scheme => rest,
+            Some((s, _)) if s == format!("{scheme}s") => {
                 return Err(format!(
-                    "{url}: wss:// is not supported; point at a plain ws:// listener"
+                    "{url}: {s}:// is not supported; point at a plain {scheme}:// listener"
                 ))
             }
-            _ => return Err(format!("{url}: expected a ws://HOST:PORT/PATH URL")),
+            _ => return Err(format!("{url}: expected a {scheme}://HOST:PORT/PATH URL")),
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
@@ -187,6 +196,10 @@ mod tests {
         assert!(WsUrl::parse("http://h/").is_err());
         assert!(WsUrl::parse("ws://h:99999/").is_err());
         assert!(WsUrl::parse("ws://:80/").is_err());
+        let h = WsUrl::parse_http("http://127.0.0.1:8080").unwrap();
+        assert_eq!((h.port, h.path.as_str()), (8080, "/"));
+        assert!(WsUrl::parse_http("https://h/").unwrap_err().contains("https://"));
+        assert!(WsUrl::parse_http("ws://h/").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{loadgen, run, summary, Counts, Mode, Server, SUMMARY_FIELDS};
+use support::{loadgen, run, summary, wait_for, Counts, Mode, Server, SUMMARY_FIELDS};
 
 fn u(v: &Value, key: &str) -> u64 {
     v[key]
@@ -194,15 +194,4 @@ fn refused_connections_are_named() {
     assert_eq!(code, 1);
     let s = summary(&out);
     assert_eq!(u(&s["connect_failures"], "refused"), 3);
-}
-
-fn wait_for(cond: impl Fn() -> bool) {
-    // The server thread counts the close right after the client returns; allow it to catch up.
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(cond(), "condition not reached");
 }

@@ -1,7 +1,9 @@
-//! Test helpers: the tungstenite test server, running the loadgen binary, reading its summary.
+//! Test helpers: the tungstenite test server, the fake push server, running the loadgen binary,
+//! reading its summary.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod push;
 mod server;
 
 use std::process::{Command, Output};
@@ -62,3 +64,15 @@ pub const SUMMARY_FIELDS: &[&str] = &[
     "per_core",
     "procs",
 ];
+
+/// Waits up to five seconds for `cond` (a server thread counts a close right after the client
+/// returns; allow it to catch up).
+pub fn wait_for(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(cond(), "condition not reached");
+}
