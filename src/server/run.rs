@@ -4,11 +4,14 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use monoio::net::TcpListener;
+use std::os::fd::AsRawFd;
+
+use monoio::net::{TcpListener, TcpStream};
 
 use super::conn::EngineClose;
 use super::core::CoreCtx;
 use super::sched::{either, yield_now};
+use super::sys::accept_nonblocking;
 use super::upgrade::serve;
 use super::{epoll, uring};
 use crate::handler::Handler;
@@ -104,6 +107,10 @@ async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
     }
 }
 
+/// Most connections taken from a listener's backlog per wake-up, after the one the runtime's
+/// accept returned.
+const ACCEPTS_PER_WAKE: usize = 64;
+
 async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
     loop {
         let accepted = std::cell::Cell::new(None);
@@ -111,18 +118,39 @@ async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
             accepted.set(Some(listener.accept().await))
         })
         .await;
-        match accepted.take() {
-            None => return,
-            Some(Ok((stream, peer))) => {
-                core.counters().inc(Counter::Accepted);
-                monoio::spawn(serve(core.clone(), stream, peer));
-            }
-            Some(Err(error)) => {
-                // Typically EMFILE/ENFILE: back off briefly instead of spinning.
-                core.counters().inc(Counter::AcceptErrors);
-                tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+        let Some(first) = accepted.take() else {
+            return;
+        };
+        if let Err(error) = first.map(|(stream, peer)| start_handshake(&core, stream, peer)) {
+            accept_failed(&core, error).await;
+            continue;
+        }
+        // Connections that came meanwhile are taken now, not one trip through the ring each
+        // (under a heavy data path those trips are far apart).
+        for _ in 0..ACCEPTS_PER_WAKE {
+            let waiting = accept_nonblocking(listener.as_raw_fd())
+                .and_then(|w| w.map(|(s, peer)| TcpStream::from_std(s).map(|s| (s, peer))).transpose());
+            match waiting {
+                Ok(None) => break,
+                Ok(Some((stream, peer))) => start_handshake(&core, stream, peer),
+                Err(error) => {
+                    accept_failed(&core, error).await;
+                    break;
+                }
             }
         }
     }
+}
+
+fn start_handshake<H: Handler>(core: &Rc<CoreCtx<H>>, stream: TcpStream, peer: std::net::SocketAddr) {
+    core.counters().inc(Counter::Accepted);
+    monoio::spawn(serve(core.clone(), stream, peer));
+}
+
+/// Counts and logs a failed accept (typically EMFILE/ENFILE) and backs off briefly instead of
+/// spinning.
+async fn accept_failed<H>(core: &CoreCtx<H>, error: std::io::Error) {
+    core.counters().inc(Counter::AcceptErrors);
+    tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");
+    monoio::time::sleep(Duration::from_millis(10)).await;
 }

@@ -93,3 +93,20 @@ pub fn shutdown_write(fd: RawFd) {
         libc::shutdown(fd, libc::SHUT_WR);
     }
 }
+
+/// Takes one connection already waiting in a listener's backlog, without waiting (`None`:
+/// the backlog is empty). The socket comes back non-blocking, like the ring's accepts.
+pub fn accept_nonblocking(listener: RawFd) -> io::Result<Option<(std::net::TcpStream, std::net::SocketAddr)>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `listener` is a listening socket the caller owns for the duration of this call;
+    // ManuallyDrop keeps this borrowed view from closing it.
+    let view = std::mem::ManuallyDrop::new(unsafe { std::net::TcpListener::from_raw_fd(listener) });
+    match view.accept() {
+        Ok((stream, peer)) => {
+            stream.set_nonblocking(true)?;
+            Ok(Some((stream, peer)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}

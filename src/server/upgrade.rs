@@ -172,21 +172,34 @@ async fn read_more<H>(
     length: usize,
 ) -> Result<(), HeadFailure> {
     while body.len() < length {
-        stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?;
+        read_available(core, stream, fd, body).await?;
+    }
+    body.truncate(length);
+    Ok(())
+}
+
+/// Appends what the socket holds to `into`, waiting for readability only when it holds
+/// nothing yet.
+async fn read_available<H>(
+    core: &CoreCtx<H>,
+    stream: &TcpStream,
+    fd: RawFd,
+    into: &mut Vec<u8>,
+) -> Result<(), HeadFailure> {
+    loop {
         let outcome = core.with_scratch(|scratch| {
             let outcome = recv_nonblocking(fd, scratch);
             if let Ok(ReadOutcome::Data(n)) = outcome {
-                body.extend_from_slice(&scratch[..n]);
+                into.extend_from_slice(&scratch[..n]);
             }
             outcome
         });
         match outcome {
-            Ok(ReadOutcome::Data(_) | ReadOutcome::WouldBlock) => {}
+            Ok(ReadOutcome::Data(_)) => return Ok(()),
+            Ok(ReadOutcome::WouldBlock) => stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?,
             Ok(ReadOutcome::Eof) | Err(_) => return Err(HeadFailure::Aborted),
         }
     }
-    body.truncate(length);
-    Ok(())
 }
 
 /// Why the upgrade request could not be read.
@@ -202,19 +215,9 @@ async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Re
     let read = async {
         let mut head = Vec::new();
         loop {
-            stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?;
-            let outcome = core.with_scratch(|scratch| {
-                let outcome = recv_nonblocking(fd, scratch);
-                if let Ok(ReadOutcome::Data(n)) = outcome {
-                    head.extend_from_slice(&scratch[..n]);
-                }
-                outcome
-            });
-            match outcome {
-                Ok(ReadOutcome::Data(_)) => {}
-                Ok(ReadOutcome::WouldBlock) => continue,
-                Ok(ReadOutcome::Eof) | Err(_) => return Err(HeadFailure::Aborted),
-            }
+            // Read first: the request usually came with the connection, and waiting for
+            // readability costs a trip through the runtime's ring.
+            read_available(core, stream, fd, &mut head).await?;
             if let Some(request) = parse_request(&head, max_head).map_err(HeadFailure::Http)? {
                 return Ok((request, head));
             }

@@ -71,6 +71,12 @@ const CQES_PER_TURN: usize = 4096;
 /// core's other tasks (each yield costs a trip through monoio's ring).
 const BUSY_TURNS_BEFORE_YIELD: u32 = 8;
 
+/// Most connections serviced (sends submitted) per loop turn. A fan-out to many subscribers
+/// is written over several turns, with the core's other tasks (accepts, handshakes, HTTP
+/// publishes) getting a turn in between: a turn of sends costs the kernel a few microseconds
+/// each, so an unbounded one would hold them back for the whole fan-out.
+const SERVICES_PER_TURN: usize = 1024;
+
 fn user_data(tag: Tag, low: u64) -> u64 {
     ((tag as u64) << TAG_SHIFT) | low
 }
@@ -201,15 +207,17 @@ impl<H: Handler> Uring<H> {
     async fn serve(&mut self, inbox: &Inbox, waiter: &monoio::net::UnixStream) -> io::Result<()> {
         let core = self.core.clone();
         let mut opened = Vec::new();
-        let mut pending = Vec::new();
+        let (mut pending, mut asked) = (VecDeque::new(), Vec::new());
         let mut busy_turns = 0;
         loop {
             core.take_opened(&mut opened);
             for (id, mut early) in opened.drain(..) {
                 self.open(id, &mut early);
             }
-            core.conns.take_pending(&mut pending);
-            for id in pending.drain(..) {
+            core.conns.take_pending(&mut asked);
+            pending.extend(asked.drain(..));
+            let serviced = pending.len().min(SERVICES_PER_TURN);
+            for id in pending.drain(..serviced) {
                 self.service(id);
             }
             core.outbox.flush(&core.shared.inboxes, true, |target, ring_fd| {
@@ -220,12 +228,13 @@ impl<H: Handler> Uring<H> {
             let handled = self.handle_completions(inbox);
             let idle = handled == 0
                 && self.backlog.is_empty()
+                && pending.is_empty()
                 && !core.conns.has_pending()
                 && !self.ring.submission().taskrun();
             if idle {
                 either(waiter.readable(false), core.conns.service_requested()).await;
                 busy_turns = 0;
-            } else if busy_turns < BUSY_TURNS_BEFORE_YIELD && handled < CQES_PER_TURN {
+            } else if busy_turns < BUSY_TURNS_BEFORE_YIELD && handled < CQES_PER_TURN && serviced < SERVICES_PER_TURN {
                 // More work is already here: go round again without a trip through monoio.
                 busy_turns += 1;
             } else {
