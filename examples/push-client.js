@@ -1,4 +1,4 @@
-// A browser client for ringcast's push mode (docs/push-protocol.md): subscribes to topics,
+// A browser client for ringcast's push mode (README.md, "Push mode"): subscribes to topics,
 // hands every message to a callback, and after a dropped connection reconnects (with backoff)
 // resuming each topic from the last message it got, so nothing is missed while history holds
 // it; when it does not, `onGap` tells the application to refetch its state.

@@ -9,6 +9,16 @@ use std::process::Command;
 use common::ServerProcess;
 
 #[test]
+fn the_readme_shows_the_client_as_it_is() {
+    let readme = include_str!("../README.md");
+    let client = include_str!("../examples/push-client.js");
+    assert!(
+        readme.contains(client.trim()),
+        "README's push client differs from examples/push-client.js: paste the file again"
+    );
+}
+
+#[test]
 fn the_readme_client_resumes_after_a_reconnect() {
     let server = ServerProcess::start("uring", &["--mode", "push", "--cores", "2"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/js/push_client_resume.js");

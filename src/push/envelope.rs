@@ -1,6 +1,6 @@
 //! What subscribers receive, encoded once per publish: the message envelope (text as JSON,
 //! binary with a small header) and the notices (subscribed, gap, errors, ...). The wire format
-//! is documented in `docs/push-protocol.md`.
+//! is documented in the README ("Push mode").
 
 use std::fmt;
 

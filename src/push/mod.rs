@@ -1,5 +1,5 @@
 //! Push mode: topics, publishing, encode-once fan-out across cores, history and resume, and a
-//! Redis backplane for several nodes. The protocol is in `docs/push-protocol.md`.
+//! Redis backplane for several nodes. The protocol is in the README ("Push mode").
 //!
 //! Layers: [`topic`] (names), [`envelope`] (what subscribers receive), [`query`] and
 //! [`control`] (what clients ask), [`publish`] (HTTP publishing), [`hub`] (the process-wide

@@ -1,4 +1,4 @@
-//! The push protocol's JSON (docs/push-protocol.md): server frames and HTTP publish replies are
+//! The push protocol's JSON (README.md, "Push mode"): server frames and HTTP publish replies are
 //! parsed with serde_json into borrowed fields; publish commands and batch bodies are written
 //! directly.
 

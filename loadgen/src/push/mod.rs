@@ -1,4 +1,4 @@
-//! The `push` scenario (docs/push-protocol.md): subscriber connections, each subscribed to one
+//! The `push` scenario (README.md, "Push mode"): subscriber connections, each subscribed to one
 //! topic with `?topics=` on its upgrade URL, receive what publishers send to those topics.
 //!
 //! Publishers follow an open-loop schedule over the whole run, split into units: one per lane

@@ -1,4 +1,4 @@
-//! A fake push server (docs/push-protocol.md) for the push scenario tests, thread per
+//! A fake push server (README.md, "Push mode") for the push scenario tests, thread per
 //! connection: subscribers with `?topics=`, `POST /publish/{topic}` and `POST /publish` batches
 //! (one request per TCP connection, then close), WebSocket `publish` commands, and fan-out of
 //! `message` envelopes with per-topic sequence numbers.
