@@ -13,8 +13,8 @@
 #
 # Scenarios: fanout (10,000 subscribers of one topic, 64 B at 100 publishes/s, over HTTP and
 # over WebSocket), saturation (the same subscribers, WebSocket publishes at 200 and 400/s),
-# topics (19,000 subscribers over 1,000 topics, 1,000 publishes/s), redis (the same through two
-# nodes and a redis-server), memory, stalled.
+# topics (19,000 subscribers over 1,000 topics, 1,000 publishes/s over HTTP and WebSocket),
+# redis (the same over HTTP through two nodes and a redis-server), memory, stalled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+# metric ADDR NAME: one series' value (0 when absent or when the scrape gets no answer in 5 s).
+metric() {
+  local v
+  v=$(curl -s --max-time 5 "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}')
+  echo "${v:-0}"
+}
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
 
@@ -259,10 +264,17 @@ for s in $SCENARIOS; do
       scenario fanout-10k-ws 10000 "--push-ws-publish" --topics 1 --publish-rate 100 --publish-via ws
       ;;
     saturation)
-      scenario saturate-10k-ws-200 10000 "--push-ws-publish" --topics 1 --publish-rate 200 --publish-via ws --publishers 2
-      scenario saturate-10k-ws-400 10000 "--push-ws-publish" --topics 1 --publish-rate 400 --publish-via ws --publishers 2
+      # A longer drain: what is still queued when publishing stops arrives before losses are
+      # counted.
+      scenario saturate-10k-ws-200 10000 "--push-ws-publish" --topics 1 --publish-rate 200 --publish-via ws \
+        --publishers 2 --drain 10s
+      scenario saturate-10k-ws-400 10000 "--push-ws-publish" --topics 1 --publish-rate 400 --publish-via ws \
+        --publishers 2 --drain 10s
       ;;
-    topics) scenario topics-19k-1000 19000 "" --topics 1000 --publish-rate 1000 --procs 2 ;;
+    topics)
+      scenario topics-19k-1000-http 19000 "" --topics 1000 --publish-rate 1000 --procs 2
+      scenario topics-19k-1000-ws 19000 "--push-ws-publish" --topics 1000 --publish-rate 1000 --procs 2 --publish-via ws
+      ;;
     redis) redis_scenario ;;
     memory) memory_scenario ;;
     stalled) stalled_scenario ;;
