@@ -12,7 +12,7 @@
 #   RUNS=1 SCENARIOS="fanout memory" benches/push.sh
 #
 # Scenarios: fanout (10,000 subscribers of one topic, 64 B at 100 publishes/s, over HTTP and
-# over WebSocket), saturation (the same subscribers, WebSocket publishes at 200 and 400/s),
+# over WebSocket, and at 1 publish/s), saturation (the same subscribers, WebSocket publishes at 200 and 400/s),
 # topics (19,000 subscribers over 1,000 topics, 1,000 publishes/s over HTTP and WebSocket),
 # redis (the same over HTTP through two nodes and a redis-server), memory, stalled.
 set -euo pipefail
@@ -262,6 +262,8 @@ for s in $SCENARIOS; do
     fanout)
       scenario fanout-10k-http 10000 "" --topics 1 --publish-rate 100
       scenario fanout-10k-ws 10000 "--push-ws-publish" --topics 1 --publish-rate 100 --publish-via ws
+      # Below saturation: the time one fan-out to 10,000 subscribers takes.
+      scenario fanout-10k-ws-1ps 10000 "--push-ws-publish" --topics 1 --publish-rate 1 --publish-via ws
       ;;
     saturation)
       # A longer drain: what is still queued when publishing stops arrives before losses are
