@@ -158,7 +158,9 @@ impl RunningPush {
         &self.server
     }
 
-    /// The topic hub (publish from the embedding application with [`Hub::publish_local`]).
+    /// The topic hub: the embedding application publishes with [`Hub::publish_local`]. That is
+    /// this node's sequencing: with Redis configured it takes the topic off Redis's line (a new
+    /// local epoch), so a multi-node application publishes through `POST /publish` instead.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
