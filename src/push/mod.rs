@@ -22,7 +22,6 @@ mod subscribers;
 pub mod topic;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
 use crate::metrics::MetricSource;
@@ -40,9 +39,10 @@ pub enum PushError {
     /// The engine could not start.
     #[error(transparent)]
     Server(#[from] ServerError),
-    /// The `redis` setting is not a usable Redis URL.
-    #[error("invalid redis URL {url:?}: {source}")]
-    RedisUrl {
+    /// The Redis link could not start: the `redis` setting is not a usable Redis URL (or its
+    /// threads could not be spawned).
+    #[error("cannot start the Redis link for {url:?}: {source}")]
+    RedisLink {
         /// The URL as configured.
         url: String,
         /// What the client library said.
@@ -103,7 +103,6 @@ impl<F> PushServer<F> {
             ttl: (!config.push_history_ttl.is_zero()).then_some(config.push_history_ttl),
             max_topics: config.push_max_topics,
         };
-        debug_assert!(history.ttl.is_none_or(|t| t >= Duration::from_millis(1)));
         let hub = Arc::new(Hub::new(history));
         let mut server = self.server.metric_source(hub.clone());
         let mut backplane = None;
@@ -112,7 +111,7 @@ impl<F> PushServer<F> {
             let state = Arc::new(LinkState::default());
             let (started, handle) =
                 Backplane::start(&config.redis, &config.redis_prefix, hub.clone(), history, state.clone()).map_err(
-                    |source| PushError::RedisUrl {
+                    |source| PushError::RedisLink {
                         url: config.redis.clone(),
                         source,
                     },

@@ -146,8 +146,8 @@ pub struct Backplane {
 }
 
 impl Backplane {
-    /// Starts the publisher and subscriber threads for `url`. Only a malformed URL fails:
-    /// an unreachable Redis is retried in the background.
+    /// Starts the publisher and subscriber threads for `url`. Only a malformed URL (or a thread
+    /// that cannot be spawned) fails: an unreachable Redis is retried in the background.
     pub(crate) fn start(
         url: &str,
         prefix: &str,
@@ -172,8 +172,7 @@ impl Backplane {
         };
         std::thread::Builder::new()
             .name("ringcast-redis-pub".into())
-            .spawn(move || publisher.run(queue))
-            .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
+            .spawn(move || publisher.run(queue))?;
         let subscriber = Subscriber {
             client,
             keys,
@@ -183,8 +182,7 @@ impl Backplane {
         };
         let subscriber = std::thread::Builder::new()
             .name("ringcast-redis-sub".into())
-            .spawn(move || subscriber.run())
-            .map_err(|e| redis::RedisError::from(std::io::Error::other(e)))?;
+            .spawn(move || subscriber.run())?;
         let backplane = Backplane {
             state,
             stop,

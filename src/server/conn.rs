@@ -210,8 +210,7 @@ impl ConnState {
             return Err(SendError::Closed(id));
         }
         let payload = payload_len(&frame);
-        let queued = self.queued_bytes();
-        if queued <= CONTROL_SLACK || queued + frame.len() <= max_queued {
+        if !self.would_overflow(frame.len(), max_queued) {
             self.queue().push_sheddable(frame, shed_key);
             self.count_out(payload);
             self.request_service();
@@ -219,7 +218,7 @@ impl ConnState {
         }
         let mut shed = Vec::new();
         let outbound = self.queue();
-        let at = outbound.shed_oldest(queued + frame.len() - max_queued, &mut shed);
+        let at = outbound.shed_oldest(outbound.queued_bytes() + frame.len() - max_queued, &mut shed);
         let fits = outbound.queued_bytes() + frame.len() <= max_queued;
         if fits {
             outbound.push_sheddable(frame, shed_key);
@@ -320,6 +319,13 @@ impl ConnState {
         self.stats.bytes_out += len as u64;
     }
 
+    /// Whether queueing `len` more bytes would take the queue over `max_queued`. A queue of at
+    /// most [`CONTROL_SLACK`] bytes counts as empty and admits anything.
+    fn would_overflow(&self, len: usize, max_queued: usize) -> bool {
+        let queued = self.queued_bytes();
+        queued > CONTROL_SLACK && queued + len > max_queued
+    }
+
     /// Refuses sends after our close frame, and closes a connection whose queue would go over
     /// `max_queued_bytes` (a consumer too slow to drain it) with the configured code instead of
     /// growing. An empty queue admits any message (its size is bounded by `max_message_size`
@@ -328,8 +334,7 @@ impl ConnState {
         if self.close_sent() {
             return Err(SendError::Closed(id));
         }
-        let queued = self.queued_bytes();
-        if queued > CONTROL_SLACK && queued + len > limits.max_queued_bytes {
+        if self.would_overflow(len, limits.max_queued_bytes) {
             self.close_by_engine(
                 EngineClose::SlowConsumer,
                 limits.close_code,

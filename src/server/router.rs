@@ -32,13 +32,7 @@ impl Router {
         let route = self.routes.iter().find(|(p, _)| *p == request.path);
         let error = match route {
             Some((_, route)) if matches!(request.method.as_str(), "GET" | "HEAD") => {
-                let response = route(request);
-                let body = if request.method == "HEAD" {
-                    &[][..]
-                } else {
-                    &response.body[..]
-                };
-                return http_response(response.status, &response.content_type, &[], body);
+                return encode_response(request, &route(request));
             }
             Some(_) => HttpError::new(405, "method not allowed").with_header("Allow", "GET, HEAD"),
             None if config.accepts_ws_path(&request.path) => {
@@ -50,4 +44,14 @@ impl Router {
         };
         error.to_response()
     }
+}
+
+/// The bytes of `response` to `request` (no body for HEAD).
+pub(crate) fn encode_response(request: &Request, response: &Response) -> Vec<u8> {
+    let body = if request.method == "HEAD" {
+        &[][..]
+    } else {
+        &response.body[..]
+    };
+    http_response(response.status, &response.content_type, &[], body)
 }

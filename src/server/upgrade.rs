@@ -11,13 +11,14 @@ use monoio::net::TcpStream;
 use super::conn::OpenParts;
 use super::core::CoreCtx;
 use super::http::{body_length, BodyLength};
+use super::router::encode_response;
 use super::shared::LimitHit;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
 use crate::api::{ConnMeta, HttpReply};
 use crate::handler::Handler;
 use crate::metrics::Counter;
-use crate::proto::handshake::{http_response, parse_request, upgrade_response, validate_upgrade, HttpError, Request};
+use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
 use crate::proto::session::{Role, Session};
 
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
@@ -154,12 +155,7 @@ async fn answer_http<H: Handler>(
             }
         }
     };
-    let body = if request.method == "HEAD" {
-        &[][..]
-    } else {
-        &response.body[..]
-    };
-    Ok(http_response(response.status, &response.content_type, &[], body))
+    Ok(encode_response(request, &response))
 }
 
 /// Reads until `body` holds `length` bytes (bytes beyond it are dropped: one request per
