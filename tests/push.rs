@@ -249,11 +249,10 @@ fn http_publishing_covers_binary_batches_and_refusals() {
                 "{driver} {request:?}: {response}"
             );
         }
-        let mut raw = TcpStream::connect(server.addr).unwrap();
-        raw.write_all(b"POST /publish/x HTTP/1.1\r\nContent-Length: 1\r\n\r\n\xff")
-            .unwrap();
-        let mut response = String::new();
-        let _ = raw.read_to_string(&mut response);
+        let response = common::http_bytes_at(
+            server.addr,
+            b"POST /publish/x HTTP/1.1\r\nContent-Length: 1\r\n\r\n\xff",
+        );
         assert!(response.starts_with("HTTP/1.1 400"), "invalid UTF-8 text: {response}");
     }
 }

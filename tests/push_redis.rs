@@ -91,14 +91,20 @@ fn wait_ready(server: &ServerProcess, line: &str) -> String {
     }
 }
 
-#[test]
-fn a_publish_on_one_node_reaches_subscribers_on_the_other_and_resumes_there() {
+/// A redis-server, two nodes on it, and a subscriber of `topic` on each.
+fn two_nodes_subscribed_to(topic: &str) -> (RedisServer, ServerProcess, ServerProcess, Subscriber, Subscriber) {
     let redis = RedisServer::start();
     let (a, b) = (node(&redis.url()), node(&redis.url()));
-    let mut on_a = Subscriber::connect(a.addr, "/ws?topics=scores");
-    let mut on_b = Subscriber::connect(b.addr, "/ws?topics=scores");
-    on_a.expect_subscribed("scores");
-    on_b.expect_subscribed("scores");
+    let path = format!("/ws?topics={topic}");
+    let (mut on_a, mut on_b) = (Subscriber::connect(a.addr, &path), Subscriber::connect(b.addr, &path));
+    on_a.expect_subscribed(topic);
+    on_b.expect_subscribed(topic);
+    (redis, a, b, on_a, on_b)
+}
+
+#[test]
+fn a_publish_on_one_node_reaches_subscribers_on_the_other_and_resumes_there() {
+    let (redis, a, b, mut on_a, mut on_b) = two_nodes_subscribed_to("scores");
     let mut epoch = String::new();
     for i in 1..=20u64 {
         let via = if i % 2 == 0 { &a } else { &b };
@@ -151,12 +157,7 @@ fn a_publish_on_one_node_reaches_subscribers_on_the_other_and_resumes_there() {
 
 #[test]
 fn losing_redis_keeps_local_delivery_and_the_link_comes_back_by_itself() {
-    let redis = RedisServer::start();
-    let (a, b) = (node(&redis.url()), node(&redis.url()));
-    let mut on_a = Subscriber::connect(a.addr, "/ws?topics=feed");
-    let mut on_b = Subscriber::connect(b.addr, "/ws?topics=feed");
-    on_a.expect_subscribed("feed");
-    on_b.expect_subscribed("feed");
+    let (redis, a, b, mut on_a, mut on_b) = two_nodes_subscribed_to("feed");
     let first = publish(a.addr, "feed", "before");
     on_a.expect_message();
     on_b.expect_message();

@@ -5,17 +5,9 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use serde_json::Value;
-use support::push::{Faults, PushCounts, PushServer};
-use support::{loadgen, run, summary, wait_for};
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
-}
+use support::push::{Faults, PushServer};
+use support::{count, loadgen, run, scratch, summary, u, wait_for};
 
 /// Runs `push` against `server` with `args` and returns (exit code, summary).
 fn push(server: &PushServer, args: &[&str]) -> (i32, Value) {
@@ -40,11 +32,11 @@ fn assert_exact(server: &PushServer, s: &Value, subscribers_per_topic: u64) -> V
     assert_eq!(u(&p, "publishes_scheduled"), acked, "{p}");
     assert_eq!(u(&p, "publishes_sent"), acked, "{p}");
     assert_eq!(u(&p, "publishes_failed"), 0, "{p}");
-    assert_eq!(PushCounts::get(&server.counts.publishes), acked);
+    assert_eq!(count(&server.counts.publishes), acked);
     assert_eq!(u(&p, "deliveries_expected"), acked * subscribers_per_topic, "{p}");
     assert_eq!(u(&p, "deliveries_received"), u(&p, "deliveries_expected"), "{p}");
     assert_eq!(u(&p, "deliveries_unique"), u(&p, "deliveries_expected"), "{p}");
-    assert_eq!(PushCounts::get(&server.counts.delivered), u(&p, "deliveries_received"));
+    assert_eq!(count(&server.counts.delivered), u(&p, "deliveries_received"));
     for field in [
         "lost",
         "lost_in_gaps",
@@ -64,16 +56,10 @@ fn assert_exact(server: &PushServer, s: &Value, subscribers_per_topic: u64) -> V
     p
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("loadgen-push-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn http_publishing_delivers_every_publish_to_every_subscriber() {
     let server = PushServer::start(Faults::default());
-    let out = scratch("http");
+    let out = scratch("push-http");
     let (code, s) = push(
         &server,
         &[
@@ -106,8 +92,8 @@ fn http_publishing_delivers_every_publish_to_every_subscriber() {
     // 300/s over 1.2 s of warmup and window.
     let acked = u(&p, "publishes_acked");
     assert!((355..=361).contains(&acked), "{acked}");
-    assert_eq!(PushCounts::get(&server.counts.single_requests), acked);
-    assert_eq!(PushCounts::get(&server.counts.batch_requests), 0);
+    assert_eq!(count(&server.counts.single_requests), acked);
+    assert_eq!(count(&server.counts.batch_requests), 0);
     // Every topic got its third of the publishes.
     for topic in ["t0", "t1", "t2"] {
         assert!(server.last_seq(topic).abs_diff(acked / 3) <= 1, "{topic}");
@@ -129,7 +115,7 @@ fn http_publishing_delivers_every_publish_to_every_subscriber() {
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("push.deliveries_received"), "{table}");
     // Every subscriber ended with a close handshake.
-    wait_for(|| PushCounts::get(&server.counts.closes) == 12);
+    wait_for(|| count(&server.counts.closes) == 12);
 }
 
 #[test]
@@ -161,9 +147,9 @@ fn websocket_publishing_uses_dedicated_publisher_connections() {
     assert_eq!((u(&s, "conns_target"), u(&s, "conns_established")), (12, 12));
     let p = assert_exact(&server, &s, 2);
     assert_eq!((u(&p, "subscribers"), u(&p, "publishers")), (10, 2));
-    assert_eq!(PushCounts::get(&server.counts.ws_publishes), u(&p, "publishes_acked"));
-    assert_eq!(PushCounts::get(&server.counts.subscriptions), 10);
-    wait_for(|| PushCounts::get(&server.counts.closes) == 12);
+    assert_eq!(count(&server.counts.ws_publishes), u(&p, "publishes_acked"));
+    assert_eq!(count(&server.counts.subscriptions), 10);
+    wait_for(|| count(&server.counts.closes) == 12);
 }
 
 #[test]
@@ -196,8 +182,8 @@ fn http_batches_and_procs_on_epoll_merge_into_exact_counts() {
     assert_eq!(u(&s, "procs"), 2);
     let p = assert_exact(&server, &s, 4);
     assert_eq!(u(&p, "publish_batch"), 4);
-    assert_eq!(PushCounts::get(&server.counts.single_requests), 0);
-    assert!(PushCounts::get(&server.counts.batch_requests) > 0);
+    assert_eq!(count(&server.counts.single_requests), 0);
+    assert!(count(&server.counts.batch_requests) > 0);
     let procs: std::collections::BTreeSet<u64> =
         s["per_core"].as_array().unwrap().iter().map(|c| u(c, "proc")).collect();
     assert_eq!(procs.into_iter().collect::<Vec<_>>(), [0, 1]);
@@ -250,7 +236,7 @@ fn injected_loss_duplicate_reordering_and_gap_are_each_counted() {
         u(p, "deliveries_expected") - u(p, "lost") + 1,
         "{p}"
     );
-    assert_eq!(PushCounts::get(&server.counts.delivered), u(p, "deliveries_received"));
+    assert_eq!(count(&server.counts.delivered), u(p, "deliveries_received"));
 }
 
 #[test]

@@ -3,22 +3,9 @@
 mod support;
 
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 
 use serde_json::Value;
-use support::{loadgen, run, summary, Mode, Server};
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("loadgen-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+use support::{loadgen, run, scratch, summary, u, Mode, Server};
 
 #[test]
 fn procs_split_connections_and_merge_results() {
@@ -175,6 +162,6 @@ fn source_addresses_and_port_ranges_spread_connections() {
     assert_eq!(code, 0, "stderr: {err}");
     assert_eq!(u(&summary(&out), "conns_established"), 8);
     for server in &servers {
-        assert_eq!(support::Counts::get(&server.counts.upgraded), 4);
+        assert_eq!(support::count(&server.counts.upgraded), 4);
     }
 }

@@ -2,14 +2,7 @@
 
 mod support;
 
-use serde_json::Value;
-use support::{loadgen, run, summary, wait_for, Counts, Mode, Server, SUMMARY_FIELDS};
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
-}
+use support::{count, loadgen, run, summary, u, wait_for, Mode, Server, SUMMARY_FIELDS};
 
 #[test]
 fn echo_closed_loop_measures_every_connection() {
@@ -62,8 +55,8 @@ fn echo_closed_loop_measures_every_connection() {
     // Our own process stands in for the server: its CPU time is a number.
     assert!(s["server_cpu_seconds"].as_f64().is_some(), "{s}");
     // Every echo the server sent was counted or drained, and every connection closed cleanly.
-    assert!(Counts::get(&server.counts.echoed) >= u(&s, "messages"));
-    wait_for(|| Counts::get(&server.counts.closes) == 50);
+    assert!(count(&server.counts.echoed) >= u(&s, "messages"));
+    wait_for(|| count(&server.counts.closes) == 50);
 }
 
 #[test]
@@ -125,8 +118,8 @@ fn connect_holds_answers_pings_and_closes_cleanly() {
     assert!(s["duration_s"].as_f64().unwrap() >= 0.09, "{s}");
     assert!(u(&s["handshake_latency_us"], "p50") > 0);
     assert!(s["server_cpu_seconds"].is_null());
-    wait_for(|| Counts::get(&server.counts.closes) == 50);
-    assert_eq!(Counts::get(&server.counts.pongs), 50);
+    wait_for(|| count(&server.counts.closes) == 50);
+    assert_eq!(count(&server.counts.pongs), 50);
 }
 
 #[test]

@@ -169,9 +169,14 @@ impl Drop for ServerProcess {
 /// Sends a raw HTTP request to any server at `addr` (in-process ones too) and returns the whole
 /// response (the server closes after it; reads give up after 10 s).
 pub fn http_at(addr: SocketAddr, request: &str) -> String {
+    http_bytes_at(addr, request.as_bytes())
+}
+
+/// [`http_at`] for a request that is not text (a binary body).
+pub fn http_bytes_at(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(request).unwrap();
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     String::from_utf8_lossy(&response).into_owned()

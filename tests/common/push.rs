@@ -1,11 +1,12 @@
 //! Push-mode test clients: tungstenite subscribers and HTTP publishers.
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use serde_json::Value;
 use tungstenite::{Message, WebSocket};
+
+use super::http_bytes_at;
 
 /// A subscriber: a tungstenite client that reads JSON notices and messages.
 pub struct Subscriber {
@@ -80,12 +81,7 @@ pub fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> (u
     )
     .into_bytes();
     request.extend_from_slice(body);
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    stream.write_all(&request).unwrap();
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    split_response(&String::from_utf8_lossy(&response))
+    split_response(&http_bytes_at(addr, &request))
 }
 
 /// Publishes text `data` to `topic`; returns the reply's JSON (status 200 expected).

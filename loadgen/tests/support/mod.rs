@@ -6,7 +6,9 @@
 pub mod push;
 mod server;
 
+use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
@@ -75,4 +77,23 @@ pub fn wait_for(cond: impl Fn() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(cond(), "condition not reached");
+}
+
+/// A test server's counter, read now.
+pub fn count(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::SeqCst)
+}
+
+/// `v[key]` as a number, or a panic naming it.
+pub fn u(v: &Value, key: &str) -> u64 {
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {v}"))
+}
+
+/// An empty scratch directory `loadgen-NAME-PID` under the target's temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("loadgen-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

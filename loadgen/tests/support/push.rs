@@ -58,12 +58,6 @@ pub struct PushCounts {
     pub closes: AtomicU64,
 }
 
-impl PushCounts {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::SeqCst)
-    }
-}
-
 /// A running fake push server; it lives until the test process exits.
 pub struct PushServer {
     pub addr: SocketAddr,

@@ -32,12 +32,6 @@ pub struct Counts {
     pub closes: AtomicU64,
 }
 
-impl Counts {
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::SeqCst)
-    }
-}
-
 /// A running test server; it lives until the test process exits.
 pub struct Server {
     pub addr: SocketAddr,
