@@ -11,7 +11,6 @@ mod conn;
 mod cpu;
 mod engine;
 mod handshake;
-mod hgrm;
 mod limits;
 mod local;
 mod pacer;

@@ -9,12 +9,12 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::Span;
-use crate::hgrm;
 use crate::plan::{Pacing, Plan, Scenario};
 use crate::push::counts::PushCounts;
 use crate::push::summary::PushSummary;
 use crate::run::ProcessReport;
 use crate::stats::{new_histogram, CoreReport, Percentiles, Reasons};
+use ringcast::metrics::hgrm;
 
 /// One core's line in the summary.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

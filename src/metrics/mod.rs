@@ -5,6 +5,7 @@
 //! scrape sums the blocks and publishes the totals through `metrics-exporter-prometheus`.
 
 mod export;
+pub mod hgrm;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
