@@ -27,6 +27,13 @@ pub struct Args {
     /// Address to listen on (repeatable). Port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     listen: Vec<SocketAddr>,
+    /// Address for /metrics, /debug/latency and /dashboard instead of the WebSocket port
+    /// (repeatable). /healthz and /readyz stay on both.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Vec<SocketAddr>,
+    /// Serve the live dashboard (/dashboard) and its stats stream: true or false.
+    #[arg(long, value_name = "BOOL")]
+    dashboard: Option<bool>,
     /// Cores to run on: "all", a count such as 2, or a list such as 0,2-3.
     #[arg(long, value_name = "SEL")]
     cores: Option<CoreSelection>,
@@ -154,6 +161,10 @@ impl Args {
         if !self.listen.is_empty() {
             config.listen = self.listen;
         }
+        if !self.metrics_listen.is_empty() {
+            config.metrics_listen = self.metrics_listen;
+        }
+        set(&mut config.dashboard, self.dashboard);
         if !self.ws_paths.is_empty() {
             config.ws_paths = self.ws_paths;
         }

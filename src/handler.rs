@@ -13,6 +13,7 @@ use crate::proto::handshake::{HttpError, Request};
 use crate::server::conn::Connections;
 use crate::server::http::HttpReplies;
 use crate::server::inbox::Outbox;
+use crate::server::observer::CoreObserver;
 
 pub use crate::api::{
     CloseInfo, ClosedBy, ConnId, ConnMeta, ConnStats, HttpReply, HttpToken, Message, Post, PostError, Response,
@@ -74,6 +75,7 @@ pub struct CoreContext<'a> {
     pub(crate) conns: &'a Connections,
     pub(crate) outbox: &'a Outbox,
     pub(crate) http: &'a HttpReplies,
+    pub(crate) observer: &'a CoreObserver,
     pub(crate) core: usize,
 }
 
@@ -81,6 +83,14 @@ impl<'a> CoreContext<'a> {
     /// The index of the core this callback runs on.
     pub fn core(&self) -> usize {
         self.core
+    }
+
+    /// Tells the engine that this callback queued the copies of a fan-out published at
+    /// `published_at` (the moment it was accepted, e.g. by a hub): once this core has
+    /// submitted the writes of every connection with something queued, the time since then is
+    /// recorded in this core's `ringcast_fanout_latency_seconds` (one observation per call).
+    pub fn note_fanout(&mut self, published_at: std::time::Instant) {
+        self.observer.fanout_queued(published_at);
     }
 
     /// Queues a pre-encoded frame (see [`crate::proto::frame::server_frame`]) to connection

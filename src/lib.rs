@@ -17,6 +17,7 @@ pub mod config;
 pub mod handler;
 pub mod logging;
 pub mod metrics;
+pub mod observe;
 pub mod proto;
 pub mod push;
 pub mod server;

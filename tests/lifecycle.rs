@@ -218,7 +218,12 @@ fn open_and_close_events_are_structured_json() {
     assert_eq!(open["path"], "/feed");
     assert_eq!(open["protocol"], "chat");
     assert_eq!(open["core"], 0);
-    assert!(open["conn"].is_string() || open["conn"].is_number(), "{open}");
+    // Connection ids read core:slot:generation (the first connection of core 0: slot 0).
+    let id: ringcast::api::ConnId = open["conn"].as_str().expect("conn is a string").parse().unwrap();
+    assert_eq!(
+        (id.core(), id.key(), id.to_string()),
+        (0, 0, open["conn"].as_str().unwrap().to_owned())
+    );
     assert!(open["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(open["handshake_us"].is_u64());
     let close = &server.json_events("close")[0];

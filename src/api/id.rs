@@ -1,6 +1,7 @@
 //! [`ConnId`]: a connection's identity across the whole process.
 
 use std::fmt;
+use std::str::FromStr;
 
 /// A connection's identity: its core, its slab key there, and a per-core generation so that a
 /// reused slot is never mistaken for the connection that held it before.
@@ -38,8 +39,55 @@ impl ConnId {
     }
 }
 
+/// Shown as `core:slot:generation` (e.g. `1:28:3`), the same in logs, the API and the
+/// dashboard; [`ConnId`]'s `FromStr` reads it back.
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_u64())
+        write!(f, "{}:{}:{}", self.core, self.key, self.generation)
+    }
+}
+
+/// Why a string is not a connection id in the `core:slot:generation` form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseConnIdError(String);
+
+impl fmt::Display for ParseConnIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a connection id (core:slot:generation): {:?}", self.0)
+    }
+}
+
+impl std::error::Error for ParseConnIdError {}
+
+impl FromStr for ConnId {
+    type Err = ParseConnIdError;
+
+    fn from_str(text: &str) -> Result<ConnId, ParseConnIdError> {
+        let error = || ParseConnIdError(text.to_owned());
+        let mut parts = text.split(':');
+        let (Some(core), Some(key), Some(generation), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(error());
+        };
+        Ok(ConnId {
+            core: core.parse().map_err(|_| error())?,
+            key: key.parse().map_err(|_| error())?,
+            generation: generation.parse().map_err(|_| error())?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_as_core_slot_generation_and_parses_back() {
+        let id = ConnId::new(1, 28, 3);
+        assert_eq!(id.to_string(), "1:28:3");
+        assert_eq!("1:28:3".parse::<ConnId>(), Ok(id));
+        for bad in ["", "1:28", "1:28:3:4", "a:1:2", "1:-1:2", "70000:1:1"] {
+            assert!(bad.parse::<ConnId>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -13,7 +13,7 @@ mod post;
 pub use close::{CloseInfo, ClosedBy, ConnStats};
 pub use error::{PostError, SendError};
 pub use http::{HttpReply, HttpToken, Response};
-pub use id::ConnId;
+pub use id::{ConnId, ParseConnIdError};
 pub use message::Message;
 pub use meta::ConnMeta;
 pub use post::Post;

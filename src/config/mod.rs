@@ -46,6 +46,8 @@ pub enum LogFormat {
 #[allow(missing_docs)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    pub metrics_listen: Vec<SocketAddr>,
+    pub dashboard: bool,
     pub cores: CoreSelection,
     pub io: IoMode,
     pub mode: String,

@@ -10,6 +10,12 @@ const TICKS_PER_HALF_DISTANCE: u32 = 5;
 
 /// Renders `hist` in the `.hgrm` format.
 pub fn render(hist: &Histogram<u64>) -> String {
+    render_scaled(hist, 1.0)
+}
+
+/// Renders `hist` with every value divided by `unit_ratio` (HdrHistogram's
+/// `outputValueUnitScalingRatio`: 1000.0 writes a nanosecond histogram in microseconds).
+pub fn render_scaled(hist: &Histogram<u64>, unit_ratio: f64) -> String {
     let digits = usize::from(hist.sigfig());
     let mut out = String::new();
     let _ = writeln!(
@@ -20,7 +26,7 @@ pub fn render(hist: &Histogram<u64>) -> String {
     if !hist.is_empty() {
         for step in hist.iter_quantiles(TICKS_PER_HALF_DISTANCE) {
             let q = step.quantile_iterated_to();
-            let value = step.value_iterated_to() as f64;
+            let value = step.value_iterated_to() as f64 / unit_ratio;
             let total = count_below_or_at(hist, step.value_iterated_to());
             if q < 1.0 {
                 let _ = writeln!(
@@ -37,13 +43,13 @@ pub fn render(hist: &Histogram<u64>) -> String {
     let _ = writeln!(
         out,
         "#[Mean    = {:>12.digits$}, StdDeviation   = {:>12.digits$}]",
-        hist.mean(),
-        hist.stdev()
+        hist.mean() / unit_ratio,
+        hist.stdev() / unit_ratio
     );
     let _ = writeln!(
         out,
         "#[Max     = {:>12.digits$}, Total count    = {:>12}]",
-        hist.max() as f64,
+        hist.max() as f64 / unit_ratio,
         hist.len()
     );
     let _ = writeln!(

@@ -1,18 +1,29 @@
-//! Per-core counters, written only by their own core and summed when scraped.
+//! Per-core counters and latency histograms, written only by their own core and read when
+//! scraped.
 //!
 //! Each core owns one cache-padded block of counters. Its thread bumps them with a relaxed
 //! load and store (no locked read-modify-write, no sharing of cache lines between cores); a
 //! scrape sums the blocks and publishes the totals through `metrics-exporter-prometheus`.
+//!
+//! Each core also owns its latency HdrHistograms ([`LatencyHistograms`]) and records into them
+//! without any synchronisation; once a second it copies them, with a summary of the last
+//! second, into its slot of the registry ([`CorePublished`]). Scrapes, `/debug/latency` and the
+//! dashboard read those copies, so nothing on the message path is shared or locked.
 
 mod export;
 pub mod hgrm;
+mod latency;
+mod process;
+mod prometheus_text;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-pub use export::{MetricSource, PrometheusExport};
+pub use export::{BuildInfo, MetricSource, PrometheusExport};
+pub use latency::{LatencyHistograms, LatencyMetric, Quantiles, Recorded};
 
 /// Every counter the engine keeps, with its Prometheus name and labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +31,7 @@ pub use export::{MetricSource, PrometheusExport};
 #[allow(missing_docs)]
 pub enum Counter {
     Accepted,
-    AcceptErrors,
+    AcceptEmfile,
     Upgrades,
     HttpRequests,
     Rejected400,
@@ -62,13 +73,18 @@ pub enum Counter {
     PushDeliveries,
     PushGapNotices,
     PushCommandErrors,
+    AcceptEnfile,
+    AcceptEnobufs,
+    AcceptEnomem,
+    AcceptEconnaborted,
+    AcceptOther,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 43] = [
+    pub const ALL: [Counter; 48] = [
         Counter::Accepted,
-        Counter::AcceptErrors,
+        Counter::AcceptEmfile,
         Counter::Upgrades,
         Counter::HttpRequests,
         Counter::Rejected400,
@@ -110,6 +126,11 @@ impl Counter {
         Counter::PushDeliveries,
         Counter::PushGapNotices,
         Counter::PushCommandErrors,
+        Counter::AcceptEnfile,
+        Counter::AcceptEnobufs,
+        Counter::AcceptEnomem,
+        Counter::AcceptEconnaborted,
+        Counter::AcceptOther,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -117,7 +138,12 @@ impl Counter {
         use Counter::*;
         match self {
             Accepted => ("ringcast_tcp_accepted_total", None),
-            AcceptErrors => ("ringcast_accept_errors_total", None),
+            AcceptEmfile => ("ringcast_accept_errors_total", Some(("errno", "EMFILE"))),
+            AcceptEnfile => ("ringcast_accept_errors_total", Some(("errno", "ENFILE"))),
+            AcceptEnobufs => ("ringcast_accept_errors_total", Some(("errno", "ENOBUFS"))),
+            AcceptEnomem => ("ringcast_accept_errors_total", Some(("errno", "ENOMEM"))),
+            AcceptEconnaborted => ("ringcast_accept_errors_total", Some(("errno", "ECONNABORTED"))),
+            AcceptOther => ("ringcast_accept_errors_total", Some(("errno", "other"))),
             Upgrades => ("ringcast_upgrades_total", None),
             HttpRequests => ("ringcast_http_requests_total", None),
             Rejected400 => ("ringcast_handshake_rejected_total", Some(("status", "400"))),
@@ -159,6 +185,62 @@ impl Counter {
             PushDeliveries => ("ringcast_push_deliveries_total", None),
             PushGapNotices => ("ringcast_push_gap_notices_total", None),
             PushCommandErrors => ("ringcast_push_command_errors_total", None),
+        }
+    }
+
+    /// The help text of the counter's Prometheus family.
+    pub fn help(self) -> &'static str {
+        use Counter::*;
+        match self {
+            Accepted => "TCP connections accepted.",
+            AcceptEmfile | AcceptEnfile | AcceptEnobufs | AcceptEnomem | AcceptEconnaborted | AcceptOther => {
+                "Failed accepts, by errno (EMFILE: the process is at its open-file limit)."
+            }
+            Upgrades => "WebSocket upgrades completed (101 sent).",
+            HttpRequests => "Plain HTTP requests served.",
+            Rejected400 | Rejected404 | Rejected405 | Rejected426 | Rejected429 | Rejected431 | Rejected503 => {
+                "Requests refused before the upgrade, by HTTP status."
+            }
+            HandshakeTimeouts => "Connections that sent no complete request within handshake_timeout.",
+            HandshakeAborted => "Connections that went away during the handshake.",
+            MessagesIn => "WebSocket messages received.",
+            MessagesOut => "WebSocket messages queued for sending.",
+            BytesIn => "Payload bytes of the messages received.",
+            BytesOut => "Payload bytes of the messages queued for sending.",
+            ClosedByClient | ClosedByServer | ClosedByError | ClosedByShutdown | ClosedByHeartbeat => {
+                "Connections closed, by who ended them."
+            }
+            Close1002 | Close1007 | Close1009 => "Connections closed for a protocol violation, by close code.",
+            CloseTimeouts => "Closing handshakes that did not finish within close_timeout.",
+            ResetByPeer => "Connections reset by the peer.",
+            WriteErrors => "Connections ended by a failed write.",
+            HeartbeatTimeouts => "Connections closed because pings went unanswered.",
+            IdleTimeouts => "Connections closed after idle_timeout of silence.",
+            SlowConsumers => "Connections closed because their outbound queue exceeded max_queued_bytes.",
+            PingsSent => "Heartbeat pings sent.",
+            HandlerPanics => "Handler panics contained (the connection is closed with 1011).",
+            CrossCoreDelivered => "Frames delivered from another core or thread.",
+            CrossCoreUndeliverable => "Frames from another core or thread whose recipient was gone or too slow.",
+            UringBuffersExhausted => "Times the io_uring provided-buffer ring ran empty (ENOBUFS).",
+            UringCqOverflows => "Times the io_uring completion queue overflowed.",
+            MessagesShed => "Queued messages dropped for slow consumers under the drop policy.",
+            PushPublishes => "Messages published (push mode).",
+            PushPublishesRefused => "Publishes refused (push mode).",
+            PushDeliveries => "Message copies delivered to subscribers (push mode).",
+            PushGapNotices => "Gap notices sent to subscribers (push mode).",
+            PushCommandErrors => "Bad subscriber commands answered with an error notice (push mode).",
+        }
+    }
+
+    /// The counter for a failed accept.
+    pub fn for_accept_error(error: &std::io::Error) -> Counter {
+        match error.raw_os_error() {
+            Some(libc::EMFILE) => Counter::AcceptEmfile,
+            Some(libc::ENFILE) => Counter::AcceptEnfile,
+            Some(libc::ENOBUFS) => Counter::AcceptEnobufs,
+            Some(libc::ENOMEM) => Counter::AcceptEnomem,
+            Some(libc::ECONNABORTED) => Counter::AcceptEconnaborted,
+            _ => Counter::AcceptOther,
         }
     }
 
@@ -217,10 +299,34 @@ impl CoreCounters {
     }
 }
 
-/// The counters of every core, shared with the scrape path.
+/// What one core last published (once a second): its histograms since it started, and a
+/// summary of the last interval for the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct CorePublished {
+    /// Every observation since the core started.
+    pub totals: LatencyHistograms,
+    /// The interval before the publication.
+    pub interval: IntervalSummary,
+}
+
+/// One core's last interval: its length, message rates and latency quantiles.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IntervalSummary {
+    /// How long the interval was (zero before the first publication).
+    pub length: Duration,
+    /// Messages received per second over the interval.
+    pub messages_received_per_s: f64,
+    /// Messages sent per second over the interval.
+    pub messages_sent_per_s: f64,
+    /// Quantiles of what each histogram recorded during the interval, by [`LatencyMetric`].
+    pub latency: [Quantiles; LatencyMetric::ALL.len()],
+}
+
+/// The counters of every core and their published histograms, shared with the scrape path.
 #[derive(Debug, Clone)]
 pub struct Registry {
     cores: Arc<[CachePadded<CoreCounters>]>,
+    published: Arc<[CachePadded<Mutex<CorePublished>>]>,
 }
 
 impl Registry {
@@ -228,7 +334,24 @@ impl Registry {
     pub fn new(cores: usize) -> Registry {
         Registry {
             cores: (0..cores).map(|_| CachePadded::new(CoreCounters::new())).collect(),
+            published: (0..cores).map(|_| CachePadded::new(Mutex::default())).collect(),
         }
+    }
+
+    /// Core `index`'s publication slot (locked by that core once a second, and by readers
+    /// just long enough to copy it).
+    pub fn published(&self, index: usize) -> std::sync::MutexGuard<'_, CorePublished> {
+        self.published[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of what core `index` last published.
+    pub fn published_copy(&self, index: usize) -> CorePublished {
+        self.published(index).clone()
+    }
+
+    /// Core `index`'s open connections.
+    pub fn open_connections_of(&self, index: usize) -> u64 {
+        self.cores[index].open_connections.load(Ordering::Relaxed)
     }
 
     /// The block owned by core `index`.

@@ -48,6 +48,8 @@ pub struct Fanout {
     pub seq: u64,
     /// The encoded frame every subscriber gets (shared, not copied).
     pub frame: Bytes,
+    /// When the hub sequenced it (where the fan-out latency counts from).
+    pub published_at: Instant,
 }
 
 /// Where a publish landed in its topic.
@@ -334,9 +336,9 @@ impl Hub {
     /// Keeps message `seq` and hands it to every core with subscribers.
     fn append(&self, log: &mut TopicLog, seq: u64, payload: &Payload) -> Sequenced {
         log.seq = seq;
+        let now = Instant::now();
         let frame = message_frame(&log.name, log.epoch, seq, payload);
         if self.settings.size > 0 {
-            let now = Instant::now();
             log.history.push_back(Held {
                 seq,
                 at: now,
@@ -351,6 +353,7 @@ impl Hub {
                 epoch: log.epoch,
                 seq,
                 frame,
+                published_at: now,
             });
             while cores != 0 {
                 let core = cores.trailing_zeros() as usize;

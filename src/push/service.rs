@@ -306,6 +306,9 @@ impl<P: PushPolicy> PushService<P> {
                 (sent, gaps.get())
             }
         };
+        if delivered > 0 {
+            cx.note_fanout(fanout.published_at);
+        }
         let counters = cx.counters();
         counters.add(Counter::PushDeliveries, delivered as u64);
         counters.add(Counter::PushGapNotices, gaps as u64);

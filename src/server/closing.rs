@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use monoio::net::TcpStream;
 
-use super::conn::{ConnState, EngineClose, IoFlags, OpenParts};
+use super::conn::{ConnRole, ConnState, EngineClose, IoFlags, OpenParts};
 use super::core::CoreCtx;
 use super::ending::{Ending, TransportError};
 use super::socket::{discard_pending, flush, linger_close, read_once, Flush, ReadResult};
@@ -124,9 +124,14 @@ fn finish<H: Handler>(
     let info = record(core, id, closed_by, error, timed_out, &mut parts, lifetime);
     core.forget(id);
     core.shared.close_connection(parts.meta.peer().ip());
-    core.call_handler(id, |handler| {
-        handler.on_close(&mut core.context(id, &parts.meta), &info)
-    });
+    match parts.role {
+        ConnRole::Application => {
+            core.call_handler(id, |handler| {
+                handler.on_close(&mut core.context(id, &parts.meta), &info)
+            });
+        }
+        ConnRole::Dashboard => core.dashboard_closed(id),
+    }
 }
 
 /// Classifies how the open phase ended, counts and logs it at once (a protocol violation is

@@ -61,6 +61,17 @@ pub(crate) struct OpenParts {
     pub session: Session,
     pub meta: ConnMeta,
     pub peer_close: Option<Box<PeerClose>>,
+    pub role: ConnRole,
+}
+
+/// Who a connection's messages are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnRole {
+    /// The application's handler.
+    Application,
+    /// The engine: a dashboard's stats stream (its messages are ignored, the handler never
+    /// hears of it).
+    Dashboard,
 }
 
 /// The close frame we queued.
@@ -623,6 +634,7 @@ mod tests {
             session: Session::new(Role::Server, 1024),
             meta,
             peer_close: None,
+            role: crate::server::conn::ConnRole::Application,
         })
     }
 

@@ -10,10 +10,11 @@ use super::conn::{Connections, EngineClose, QueueLimits};
 use super::http::HttpReplies;
 use super::inbox::{Delivery, Inbox, Outbox, Recipients};
 use super::latch::Latch;
+use super::observer::CoreObserver;
 use super::shared::Shared;
 use crate::api::{ConnId, ConnMeta};
 use crate::handler::{Context, CoreContext, Handler};
-use crate::metrics::{CoreCounters, Counter};
+use crate::metrics::{CoreCounters, Counter, LatencyMetric};
 use crate::proto::close::CloseCode;
 use crate::timer::{duration_to_ticks, spread_first_check, ticks_elapsed, TimerWheel};
 
@@ -63,6 +64,10 @@ pub(crate) struct CoreCtx<H> {
     pub outbox: Outbox,
     /// HTTP responses the handler has promised for later.
     pub http: HttpReplies,
+    /// The core's latency histograms and their publication.
+    pub observer: CoreObserver,
+    /// The dashboards' stats streams open on this core.
+    dashboards: RefCell<Vec<ConnId>>,
 }
 
 impl<H> CoreCtx<H> {
@@ -82,6 +87,8 @@ impl<H> CoreCtx<H> {
             opened: RefCell::new(Vec::new()),
             outbox: Outbox::new(shared.registry.core_count()),
             http: HttpReplies::default(),
+            observer: CoreObserver::new(),
+            dashboards: RefCell::new(Vec::new()),
             shared,
         }
     }
@@ -146,6 +153,7 @@ impl<H> CoreCtx<H> {
             conns: &self.conns,
             outbox: &self.outbox,
             http: &self.http,
+            observer: &self.observer,
             core: self.index,
         }
     }
@@ -222,8 +230,13 @@ impl<H> CoreCtx<H> {
 
     /// Removes a closed connection: cancels its timer and frees its slab slot.
     pub fn forget(&self, id: ConnId) {
-        if let Some(key) = self.conns.remove(id).and_then(|c| c.timer) {
-            self.timers.borrow_mut().cancel(key);
+        if let Some(conn) = self.conns.remove(id) {
+            if let Some(key) = conn.timer {
+                self.timers.borrow_mut().cancel(key);
+            }
+            let lifetime_ms = self.now_ms().saturating_sub(conn.opened_ms);
+            self.observer
+                .record(LatencyMetric::ConnectionLifetime, Duration::from_millis(lifetime_ms));
         }
         self.counters().set_open_connections(self.conns.len());
         if self.shutdown.is_fired() && self.conns.is_empty() {
@@ -239,10 +252,40 @@ impl<H> CoreCtx<H> {
         if self.shared.shutdown_requested() && !self.shutdown.is_fired() {
             self.shutdown.fire();
         }
-        self.expire(
-            ticks_elapsed(self.started.elapsed(), self.shared.config.timer_tick),
+        let began = Instant::now();
+        let more = self.expire(
+            ticks_elapsed(began.duration_since(self.started), self.shared.config.timer_tick),
             due,
-        )
+        );
+        let now = Instant::now();
+        self.observer
+            .record(LatencyMetric::TimerPassDuration, now.duration_since(began));
+        if self.observer.maybe_publish(&self.shared.registry, self.index, now) {
+            self.send_stats(&self.dashboards.borrow());
+        }
+        more
+    }
+
+    /// A dashboard's stats stream opened: it gets the current stats at once, then a frame at
+    /// every publication.
+    pub fn dashboard_opened(&self, id: ConnId) {
+        self.dashboards.borrow_mut().push(id);
+        self.send_stats(&[id]);
+    }
+
+    /// A dashboard's stats stream closed.
+    pub fn dashboard_closed(&self, id: ConnId) {
+        self.dashboards.borrow_mut().retain(|&d| d != id);
+    }
+
+    /// Queues the stats frame to `dashboards` (a dashboard too slow to take it is closed as a
+    /// slow consumer, like any connection).
+    fn send_stats(&self, dashboards: &[ConnId]) {
+        if dashboards.is_empty() {
+            return;
+        }
+        let frame = crate::observe::stats_frame(&self.shared.registry, self.started.elapsed());
+        self.conns.send_frame_to_each(dashboards.iter().copied(), &frame);
     }
 
     /// The timer pass at tick `now` (see [`CoreCtx::timer_pass`]).
@@ -378,7 +421,14 @@ mod tests {
         let registry = Registry::new(1);
         let inboxes = Arc::new(Inboxes::new(1).unwrap());
         let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let shared = Arc::new(Shared::new(config, registry, Router::default(), inboxes, shutdown));
+        let shared = Arc::new(Shared::new(
+            config,
+            registry,
+            Router::default(),
+            None,
+            inboxes,
+            shutdown,
+        ));
         CoreCtx::new(0, shared, EchoHandler)
     }
 
@@ -387,6 +437,7 @@ mod tests {
             session: Session::new(Role::Server, 1024),
             meta: ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new()),
             peer_close: None,
+            role: crate::server::conn::ConnRole::Application,
         });
         let id = core.conns.insert(-1, core.now_tick(), 0, parts);
         core.arm_liveness(id);

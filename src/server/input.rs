@@ -3,7 +3,7 @@
 //! answered). All protocol decisions belong to `proto`; this file moves decoded events between
 //! the session, the handler and the connection's state.
 
-use super::conn::{OpenParts, PeerClose};
+use super::conn::{ConnRole, OpenParts, PeerClose};
 use super::core::CoreCtx;
 use crate::api::{ConnId, Message};
 use crate::handler::Handler;
@@ -17,19 +17,26 @@ pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8])
     let Some(Some(mut parts)) = core.conns.with(id, |c| c.parts.take()) else {
         return Ok(());
     };
-    core.call_handler(id, |handler| handler.on_open(&mut core.context(id, &parts.meta)));
+    match parts.role {
+        ConnRole::Application => {
+            core.call_handler(id, |handler| handler.on_open(&mut core.context(id, &parts.meta)));
+        }
+        ConnRole::Dashboard => core.dashboard_opened(id),
+    }
     let result = if early.is_empty() {
         Ok(())
     } else {
-        decode(core, id, &mut parts, early)
+        decode(core, id, &mut parts, early, std::time::Instant::now())
     };
     core.conns.with(id, |c| c.parts = Some(parts));
     result
 }
 
 /// Feeds bytes the connection sent (read by the driver) to its session and acts on every
-/// event; also moves the connection's "last heard" tick. Data after our close frame is dropped.
+/// event; also moves the connection's "last heard" tick and records its loop lag. Data after
+/// our close frame is dropped.
 pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8]) -> Result<(), ProtocolError> {
+    let began = core.observer.read_began();
     let now = core.now_tick();
     let Some(Some(mut parts)) = core.conns.with(id, |c| {
         c.last_rx_tick = now;
@@ -37,7 +44,7 @@ pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8
     }) else {
         return Ok(());
     };
-    let result = decode(core, id, &mut parts, bytes);
+    let result = decode(core, id, &mut parts, bytes, began);
     core.conns.with(id, |c| c.parts = Some(parts));
     result
 }
@@ -45,12 +52,13 @@ pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8
 /// Decodes `bytes` with the connection's session (lent out of its slab entry, so that the
 /// handler can reach the slab meanwhile). A panicking handler is contained by
 /// [`CoreCtx::call_handler`]: the connection is then closed with 1011 and the rest of the
-/// input is dropped.
+/// input is dropped. The messages handled are timed from `began`.
 pub(crate) fn decode<H: Handler>(
     core: &CoreCtx<H>,
     id: ConnId,
     parts: &mut OpenParts,
     bytes: &mut [u8],
+    began: std::time::Instant,
 ) -> Result<(), ProtocolError> {
     let conns = &core.conns;
     let counters = core.counters();
@@ -58,7 +66,10 @@ pub(crate) fn decode<H: Handler>(
         session,
         meta,
         peer_close,
+        role,
     } = parts;
+    let to_handler = *role == ConnRole::Application;
+    let mut handled = 0;
     let decoded = core.call_handler(id, |handler| {
         session.feed(bytes, &mut |event| match event {
             Event::Message { kind, payload } => {
@@ -69,7 +80,7 @@ pub(crate) fn decode<H: Handler>(
                     }
                     open
                 });
-                if open == Some(true) {
+                if open == Some(true) && to_handler {
                     counters.inc(Counter::MessagesIn);
                     counters.add(Counter::BytesIn, payload.len() as u64);
                     let message = match kind {
@@ -78,6 +89,7 @@ pub(crate) fn decode<H: Handler>(
                         MessageKind::Binary => Message::Binary(payload),
                     };
                     handler.on_message(&mut core.context(id, meta), message);
+                    handled += 1;
                 }
             }
             Event::Ping(payload) => {
@@ -93,5 +105,6 @@ pub(crate) fn decode<H: Handler>(
             }
         })
     });
+    core.observer.read_handled(began, handled);
     decoded.unwrap_or(Ok(()))
 }

@@ -6,6 +6,16 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListenerRole {
+    /// The WebSocket port: upgrades, the handler's HTTP, the routes (and the observability
+    /// endpoints unless `metrics_listen` is set).
+    WebSocket,
+    /// `metrics_listen`: the observability endpoints, `/healthz` and `/readyz` only.
+    Metrics,
+}
+
 /// Accept backlog per listener.
 pub const BACKLOG: i32 = 4096;
 

@@ -21,6 +21,7 @@ pub(crate) mod inbox;
 mod input;
 mod latch;
 mod listener;
+pub(crate) mod observer;
 mod outbound;
 pub mod router;
 mod run;
@@ -40,8 +41,10 @@ use std::thread::JoinHandle;
 use crate::config::{Config, CoreSelectionError, IoMode};
 use crate::handler::Handler;
 use crate::metrics::{MetricSource, PrometheusExport, Registry};
+use crate::observe;
 use crate::proto::handshake::Request;
 use inbox::Inboxes;
+use listener::ListenerRole;
 use router::{Response, Router};
 use shared::Shared;
 
@@ -173,6 +176,8 @@ impl Server {
         let driver = runtime::choose_driver(self.config.io)?;
         let (listeners, local_addrs) =
             listener::bind_all(&self.config.listen, cpus.len()).map_err(ServerError::Bind)?;
+        let (metrics_listeners, metrics_addrs) =
+            listener::bind_all(&self.config.metrics_listen, cpus.len()).map_err(ServerError::Bind)?;
         let registry = Registry::new(cpus.len());
         let inboxes = Arc::new(Inboxes::new(cpus.len()).map_err(ServerError::Inbox)?);
         let mut router = self.router;
@@ -180,28 +185,39 @@ impl Server {
         let readiness = ShutdownHandle { flag: shutdown.clone() };
         let checks = self.readiness;
         router.add("/readyz", Arc::new(move |_: &Request| readyz(&readiness, &checks)));
-        let export = Arc::new(PrometheusExport::new());
-        let scrape = registry.clone();
-        let sources = self.metric_sources;
-        router.add(
-            "/metrics",
-            Arc::new(move |_: &Request| Response {
-                status: 200,
-                content_type: "text/plain; version=0.0.4".into(),
-                body: export.render(&scrape, &sources).into_bytes(),
-            }),
-        );
+        let export = PrometheusExport::new(driver.build_info(), self.metric_sources);
+        let metrics_router = match metrics_addrs.is_empty() {
+            true => {
+                add_observability_routes(&mut router, export, &registry, self.config.dashboard);
+                None
+            }
+            false => {
+                let mut metrics_router = Router::default();
+                for path in ["/healthz", "/readyz"] {
+                    metrics_router.add(path, router.route(path).expect("added above"));
+                }
+                add_observability_routes(&mut metrics_router, export, &registry, self.config.dashboard);
+                Some(metrics_router)
+            }
+        };
         let shared = Arc::new(Shared::new(
             self.config,
             registry.clone(),
             router,
+            metrics_router,
             inboxes.clone(),
             shutdown.clone(),
         ));
         let delivery = DeliveryHandle::new(inboxes);
         let factory = Arc::new(build(&delivery));
         let mut threads = Vec::with_capacity(cpus.len());
-        for (index, (cpu, listeners)) in cpus.into_iter().zip(listeners).enumerate() {
+        let roles = listeners.into_iter().zip(metrics_listeners).map(|(public, metrics)| {
+            let public = public.into_iter().map(|l| (l, ListenerRole::WebSocket));
+            public
+                .chain(metrics.into_iter().map(|l| (l, ListenerRole::Metrics)))
+                .collect::<Vec<_>>()
+        });
+        for (index, (cpu, listeners)) in cpus.into_iter().zip(roles).enumerate() {
             let (shared, factory) = (shared.clone(), factory.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))
@@ -209,15 +225,43 @@ impl Server {
                 .map_err(ServerError::Spawn)?;
             threads.push(thread);
         }
-        tracing::info!(event = "started", cores = threads.len(), driver = driver.as_str(), listen = ?local_addrs);
+        tracing::info!(
+            event = "started", cores = threads.len(), driver = driver.as_str(), listen = ?local_addrs,
+            metrics_listen = ?metrics_addrs,
+        );
         Ok(RunningServer {
             local_addrs,
+            metrics_addrs,
             threads,
             registry,
             driver,
             delivery,
             shutdown: ShutdownHandle { flag: shutdown },
         })
+    }
+}
+
+/// Adds `/metrics`, `/debug/latency` and (if enabled) `/dashboard` to `router`.
+fn add_observability_routes(router: &mut Router, export: PrometheusExport, registry: &Registry, dashboard: bool) {
+    let scrape = registry.clone();
+    router.add(
+        "/metrics",
+        Arc::new(move |_: &Request| Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4".into(),
+            body: export.render(&scrape).into_bytes(),
+        }),
+    );
+    let histograms = registry.clone();
+    router.add(
+        observe::DEBUG_LATENCY_PATH,
+        Arc::new(move |request: &Request| observe::debug_latency(&histograms, request)),
+    );
+    if dashboard {
+        router.add(
+            observe::DASHBOARD_PATH,
+            Arc::new(|_: &Request| observe::dashboard_page()),
+        );
     }
 }
 
@@ -240,6 +284,7 @@ fn readyz(shutdown: &ShutdownHandle, checks: &[ReadinessCheck]) -> Response {
 /// A started server: its bound addresses and its core threads.
 pub struct RunningServer {
     local_addrs: Vec<SocketAddr>,
+    metrics_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<Result<(), ServerError>>>,
     registry: Registry,
     driver: IoDriver,
@@ -261,6 +306,12 @@ impl RunningServer {
     /// The addresses actually bound (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The `metrics_listen` addresses actually bound (empty when the observability endpoints
+    /// are on the WebSocket addresses).
+    pub fn metrics_addrs(&self) -> &[SocketAddr] {
+        &self.metrics_addrs
     }
 
     /// The io driver the cores run on.

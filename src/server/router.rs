@@ -27,6 +27,11 @@ impl Router {
         self.routes.push((path.to_owned(), route));
     }
 
+    /// The route for `path`, if any.
+    pub fn route(&self, path: &str) -> Option<Arc<RouteFn>> {
+        self.routes.iter().find(|(p, _)| p == path).map(|(_, r)| r.clone())
+    }
+
     /// The full HTTP response for a plain request.
     pub fn respond(&self, request: &Request, config: &Config) -> Vec<u8> {
         let route = self.routes.iter().find(|(p, _)| *p == request.path);

@@ -10,6 +10,7 @@ use monoio::net::{TcpListener, TcpStream};
 
 use super::conn::EngineClose;
 use super::core::CoreCtx;
+use super::listener::ListenerRole;
 use super::sched::{either, yield_now};
 use super::sys::accept_nonblocking;
 use super::upgrade::serve;
@@ -36,6 +37,15 @@ impl IoDriver {
             IoDriver::Epoll => "epoll",
         }
     }
+
+    /// `ringcast_build_info` for this driver: monoio's driver and the data path's.
+    pub fn build_info(self) -> crate::metrics::BuildInfo {
+        let (io_driver, data_path) = match self {
+            IoDriver::IoUring => ("io_uring", "io_uring"),
+            IoDriver::Epoll => ("legacy", "epoll"),
+        };
+        crate::metrics::BuildInfo::current(io_driver, data_path)
+    }
 }
 
 /// Runs one core until shutdown: the data path, the accept loops and the timer pass, then the
@@ -43,7 +53,7 @@ impl IoDriver {
 pub(crate) async fn run_core<H: Handler>(
     core: Rc<CoreCtx<H>>,
     driver: IoDriver,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<(TcpListener, ListenerRole)>,
 ) -> std::io::Result<()> {
     let _data_path = match driver {
         IoDriver::IoUring => {
@@ -60,7 +70,7 @@ pub(crate) async fn run_core<H: Handler>(
     let _timer_pass = monoio::spawn(timer_loop(core.clone()));
     let accepts: Vec<_> = listeners
         .into_iter()
-        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
+        .map(|(listener, role)| monoio::spawn(accept_loop(core.clone(), listener, role)))
         .collect();
     core.shutdown.wait().await;
     for accept in accepts {
@@ -111,7 +121,7 @@ async fn timer_loop<H: Handler>(core: Rc<CoreCtx<H>>) {
 /// accept returned.
 const ACCEPTS_PER_WAKE: usize = 64;
 
-async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
+async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener, role: ListenerRole) {
     loop {
         let accepted = std::cell::Cell::new(None);
         either(core.shutdown.wait(), async {
@@ -121,7 +131,7 @@ async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
         let Some(first) = accepted.take() else {
             return;
         };
-        if let Err(error) = first.map(|(stream, peer)| start_handshake(&core, stream, peer)) {
+        if let Err(error) = first.map(|(stream, peer)| start_handshake(&core, stream, peer, role)) {
             accept_failed(&core, error).await;
             continue;
         }
@@ -132,7 +142,7 @@ async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
                 .and_then(|w| w.map(|(s, peer)| TcpStream::from_std(s).map(|s| (s, peer))).transpose());
             match waiting {
                 Ok(None) => break,
-                Ok(Some((stream, peer))) => start_handshake(&core, stream, peer),
+                Ok(Some((stream, peer))) => start_handshake(&core, stream, peer, role),
                 Err(error) => {
                     accept_failed(&core, error).await;
                     break;
@@ -142,15 +152,22 @@ async fn accept_loop<H: Handler>(core: Rc<CoreCtx<H>>, listener: TcpListener) {
     }
 }
 
-fn start_handshake<H: Handler>(core: &Rc<CoreCtx<H>>, stream: TcpStream, peer: std::net::SocketAddr) {
+fn start_handshake<H: Handler>(
+    core: &Rc<CoreCtx<H>>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    role: ListenerRole,
+) {
     core.counters().inc(Counter::Accepted);
-    monoio::spawn(serve(core.clone(), stream, peer));
+    monoio::spawn(serve(core.clone(), stream, peer, role));
 }
 
 /// Counts and logs a failed accept (typically EMFILE/ENFILE) and backs off briefly instead of
 /// spinning.
 async fn accept_failed<H>(core: &CoreCtx<H>, error: std::io::Error) {
-    core.counters().inc(Counter::AcceptErrors);
-    tracing::warn!(event = "accept_error", core = core.index, %error, "accept failed; retrying in 10 ms");
+    let counter = Counter::for_accept_error(&error);
+    core.counters().inc(counter);
+    let errno = counter.name_and_label().1.map_or("other", |(_, errno)| errno);
+    tracing::warn!(event = "accept_error", core = core.index, errno, %error, "accept failed; retrying in 10 ms");
     monoio::time::sleep(Duration::from_millis(10)).await;
 }

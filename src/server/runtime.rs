@@ -7,6 +7,7 @@ use std::sync::Arc;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use super::core::CoreCtx;
+use super::listener::ListenerRole;
 use super::run::{run_core, IoDriver};
 use super::shared::Shared;
 use super::ServerError;
@@ -77,7 +78,7 @@ pub fn run_core_thread<H: Handler>(
     cpu: usize,
     driver: IoDriver,
     shared: Arc<Shared>,
-    listeners: Vec<StdListener>,
+    listeners: Vec<(StdListener, ListenerRole)>,
     make_handler: impl FnOnce() -> H,
 ) -> Result<(), ServerError> {
     if !core_affinity::set_for_current(core_affinity::CoreId { id: cpu }) {
@@ -91,11 +92,10 @@ pub fn run_core_thread<H: Handler>(
     let core = Rc::new(CoreCtx::new(index, shared, make_handler()));
     let serve = async move {
         let mut bound = Vec::with_capacity(listeners.len());
-        for listener in listeners {
-            bound.push(
-                monoio::net::TcpListener::from_std(listener)
-                    .map_err(|source| ServerError::Runtime { core: index, source })?,
-            );
+        for (listener, role) in listeners {
+            let listener = monoio::net::TcpListener::from_std(listener)
+                .map_err(|source| ServerError::Runtime { core: index, source })?;
+            bound.push((listener, role));
         }
         run_core(core, driver, bound)
             .await

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::inbox::Inboxes;
+use super::listener::ListenerRole;
 use super::router::Router;
 use crate::config::Config;
 use crate::metrics::Registry;
@@ -15,7 +16,10 @@ use crate::metrics::Registry;
 pub(crate) struct Shared {
     pub config: Config,
     pub registry: Registry,
+    /// The routes of the WebSocket addresses.
     pub router: Router,
+    /// The routes of `metrics_listen`, when it is set.
+    pub metrics_router: Option<Router>,
     /// Every core's inbox for frames sent from elsewhere.
     pub inboxes: Arc<Inboxes>,
     open_connections: AtomicUsize,
@@ -38,6 +42,7 @@ impl Shared {
         config: Config,
         registry: Registry,
         router: Router,
+        metrics_router: Option<Router>,
         inboxes: Arc<Inboxes>,
         shutdown: Arc<AtomicBool>,
     ) -> Shared {
@@ -45,11 +50,26 @@ impl Shared {
             config,
             registry,
             router,
+            metrics_router,
             inboxes,
             open_connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
             shutdown,
         }
+    }
+
+    /// The routes a listener with `role` serves.
+    pub fn router(&self, role: ListenerRole) -> &Router {
+        match (role, &self.metrics_router) {
+            (ListenerRole::Metrics, Some(router)) => router,
+            _ => &self.router,
+        }
+    }
+
+    /// Whether a listener with `role` serves the observability endpoints (the dashboard and
+    /// its stream among them).
+    pub fn serves_observability(&self, role: ListenerRole) -> bool {
+        role == ListenerRole::Metrics || self.metrics_router.is_none()
     }
 
     /// Reserves a slot under `max_connections` and `max_connections_per_ip`.

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use monoio::net::TcpStream;
 
-use super::conn::OpenParts;
+use super::conn::{ConnRole, OpenParts};
 use super::core::CoreCtx;
 use super::http::{body_length, BodyLength};
+use super::listener::ListenerRole;
 use super::router::encode_response;
 use super::shared::LimitHit;
 use super::socket::{linger_close, write_all};
@@ -18,11 +19,12 @@ use super::sys::{recv_nonblocking, ReadOutcome};
 use crate::api::{ConnMeta, HttpReply};
 use crate::handler::Handler;
 use crate::metrics::Counter;
+use crate::observe;
 use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
 use crate::proto::session::{Role, Session};
 
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
-pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, peer: SocketAddr) {
+pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, peer: SocketAddr, role: ListenerRole) {
     let accepted_at = Instant::now();
     let fd = stream.as_raw_fd();
     let _ = stream.set_nodelay(true);
@@ -41,7 +43,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     };
     if !request.wants_websocket() {
         core.counters().inc(Counter::HttpRequests);
-        let response = match answer_http(&core, &stream, fd, &request, buffer).await {
+        let response = match answer_http(&core, &stream, fd, &request, buffer, role).await {
             Ok(response) => response,
             Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error).await,
             Err(HeadFailure::Timeout | HeadFailure::Aborted) => {
@@ -55,8 +57,8 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         return;
     }
     let config = &core.shared.config;
-    let upgrade = match admit(&core, &request, peer) {
-        Ok(upgrade) => upgrade,
+    let (upgrade, conn_role) = match admit(&core, &request, peer, role) {
+        Ok(admitted) => admitted,
         Err(error) => return reject(&core, &stream, fd, peer, &error).await,
     };
     if write_all(&stream, fd, &upgrade_response(&upgrade)).await.is_err() {
@@ -66,13 +68,17 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     }
     let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
     let session = Session::new(Role::Server, config.max_message_size);
-    let handshake_us = accepted_at.elapsed().as_micros() as u64;
+    let handshake = accepted_at.elapsed();
+    core.observer
+        .record(crate::metrics::LatencyMetric::HandshakeDuration, handshake);
+    let handshake_us = handshake.as_micros() as u64;
     // From here the engine owns the socket: the core's data path drives it while it is open.
     let fd = stream.into_raw_fd();
     let parts = Box::new(OpenParts {
         session,
         meta,
         peer_close: None,
+        role: conn_role,
     });
     let id = core.conns.insert(fd, core.now_tick(), core.now_ms(), parts);
     core.arm_liveness(id);
@@ -93,24 +99,37 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     core.opened(id, early);
 }
 
-/// Decides an upgrade: path, RFC 6455 rules, shutdown, and the connection limits.
+/// Decides an upgrade: path, RFC 6455 rules, the handler's check (not for the engine's own
+/// dashboard stream), shutdown, and the connection limits.
 fn admit<H: Handler>(
     core: &CoreCtx<H>,
     request: &Request,
     peer: SocketAddr,
-) -> Result<crate::proto::handshake::Upgrade, HttpError> {
+    role: ListenerRole,
+) -> Result<(crate::proto::handshake::Upgrade, ConnRole), HttpError> {
     let config = &core.shared.config;
-    if !config.accepts_ws_path(&request.path) {
-        return Err(HttpError::new(404, "no WebSocket endpoint at this path"));
-    }
-    let upgrade = validate_upgrade(request, &config.subprotocols)?;
-    core.call_for_core(|h| h.check_upgrade(request))
-        .unwrap_or_else(|| Err(HttpError::new(500, "internal error")))?;
+    let conn_role = match request.path == observe::STATS_STREAM_PATH
+        && config.dashboard
+        && core.shared.serves_observability(role)
+    {
+        true => ConnRole::Dashboard,
+        false if role == ListenerRole::WebSocket && config.accepts_ws_path(&request.path) => ConnRole::Application,
+        false => return Err(HttpError::new(404, "no WebSocket endpoint at this path")),
+    };
+    let upgrade = match conn_role {
+        ConnRole::Application => {
+            let upgrade = validate_upgrade(request, &config.subprotocols)?;
+            core.call_for_core(|h| h.check_upgrade(request))
+                .unwrap_or_else(|| Err(HttpError::new(500, "internal error")))?;
+            upgrade
+        }
+        ConnRole::Dashboard => validate_upgrade(request, &[])?,
+    };
     if core.shutdown.is_fired() {
         return Err(HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"));
     }
     match core.shared.try_open_connection(peer.ip()) {
-        Ok(()) => Ok(upgrade),
+        Ok(()) => Ok((upgrade, conn_role)),
         Err(LimitHit::Total) => Err(HttpError::new(503, "connection limit reached").with_header("Retry-After", "1")),
         Err(LimitHit::PerIp) => {
             Err(HttpError::new(429, "too many connections from this address").with_header("Retry-After", "1"))
@@ -126,8 +145,14 @@ async fn answer_http<H: Handler>(
     fd: RawFd,
     request: &Request,
     mut buffer: Vec<u8>,
+    role: ListenerRole,
 ) -> Result<Vec<u8>, HeadFailure> {
     let config = &core.shared.config;
+    let router = core.shared.router(role);
+    if role == ListenerRole::Metrics {
+        // The observability address serves its routes only, never the handler.
+        return Ok(router.respond(request, config));
+    }
     let mut body = buffer.split_off(request.head_len);
     if let BodyLength::Exactly(length) = body_length(request, config.max_http_body).map_err(HeadFailure::Http)? {
         let read = read_more(core, stream, fd, &mut body, length);
@@ -140,7 +165,7 @@ async fn answer_http<H: Handler>(
     let reply = core.call_for_core(|h| h.on_http(&mut core.core_context(), request, &body));
     let response = match reply {
         None => return Err(HeadFailure::Http(HttpError::new(500, "internal error"))),
-        Some(None) => return Ok(core.shared.router.respond(request, config)),
+        Some(None) => return Ok(router.respond(request, config)),
         Some(Some(HttpReply::Ready(response))) => response,
         Some(Some(HttpReply::Pending(token))) => {
             match monoio::time::timeout(config.http_reply_timeout, core.http.wait(token)).await {

@@ -51,11 +51,15 @@ async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, poller: Poller) {
     let mut opened = Vec::new();
     let mut deliveries = Vec::new();
     loop {
-        if core.conns.has_pending() {
+        let wait_began = if core.conns.has_pending() {
             yield_now().await;
+            None
         } else {
+            let began = std::time::Instant::now();
             either(poller.wait(), core.conns.service_requested()).await;
-        }
+            Some(began)
+        };
+        core.observer.turn_began(wait_began);
         ready.clear();
         if let Err(error) = poller.drain(&mut ready) {
             tracing::error!(event = "poller_error", core = core.index, %error);
@@ -77,6 +81,7 @@ async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, poller: Poller) {
         for id in pending.drain(..) {
             service(&core, &poller, id);
         }
+        core.observer.writes_submitted();
         core.outbox.flush(&core.shared.inboxes, false, |_, _| {});
     }
 }

@@ -209,7 +209,9 @@ impl<H: Handler> Uring<H> {
         let mut opened = Vec::new();
         let (mut pending, mut asked) = (VecDeque::new(), Vec::new());
         let mut busy_turns = 0;
+        let mut wait_began = None;
         loop {
+            core.observer.turn_began(wait_began.take());
             core.take_opened(&mut opened);
             for (id, mut early) in opened.drain(..) {
                 self.open(id, &mut early);
@@ -225,6 +227,9 @@ impl<H: Handler> Uring<H> {
             });
             self.buffers.publish();
             self.submit()?;
+            if pending.is_empty() {
+                core.observer.writes_submitted();
+            }
             let handled = self.handle_completions(inbox);
             let idle = handled == 0
                 && self.backlog.is_empty()
@@ -232,6 +237,7 @@ impl<H: Handler> Uring<H> {
                 && !core.conns.has_pending()
                 && !self.ring.submission().taskrun();
             if idle {
+                wait_began = Some(std::time::Instant::now());
                 either(waiter.readable(false), core.conns.service_requested()).await;
                 busy_turns = 0;
             } else if busy_turns < BUSY_TURNS_BEFORE_YIELD && handled < CQES_PER_TURN && serviced < SERVICES_PER_TURN {
