@@ -58,6 +58,9 @@ fn serve(config: Config, logs: &LogGuard) -> ExitCode {
         // One line per address on stdout, so scripts and tests can find a port-0 listener.
         println!("listening on ws://{addr}/ ({})", server.driver().as_str());
     }
+    for addr in server.metrics_addrs() {
+        println!("metrics on http://{addr}/metrics");
+    }
     match running.join() {
         Ok(()) => {
             tracing::info!(event = "stopped", "all cores have shut down");

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 pub use crate::api::Response;
-use crate::config::Config;
 use crate::proto::handshake::{http_response, HttpError, Request};
 
 /// A route's handler; it runs on the core that accepted the request.
@@ -32,15 +31,16 @@ impl Router {
         self.routes.iter().find(|(p, _)| p == path).map(|(_, r)| r.clone())
     }
 
-    /// The full HTTP response for a plain request.
-    pub fn respond(&self, request: &Request, config: &Config) -> Vec<u8> {
+    /// The full HTTP response for a plain request; `upgrades_at(path)` says whether the
+    /// listener takes WebSocket upgrades at a path without a route (426 there, else 404).
+    pub fn respond(&self, request: &Request, upgrades_at: impl Fn(&str) -> bool) -> Vec<u8> {
         let route = self.routes.iter().find(|(p, _)| *p == request.path);
         let error = match route {
             Some((_, route)) if matches!(request.method.as_str(), "GET" | "HEAD") => {
                 return encode_response(request, &route(request));
             }
             Some(_) => HttpError::new(405, "method not allowed").with_header("Allow", "GET, HEAD"),
-            None if config.accepts_ws_path(&request.path) => {
+            None if upgrades_at(&request.path) => {
                 HttpError::new(426, "this path serves WebSocket; send an upgrade request")
                     .with_header("Upgrade", "websocket")
                     .with_header("Sec-WebSocket-Version", "13")

@@ -151,7 +151,7 @@ async fn answer_http<H: Handler>(
     let router = core.shared.router(role);
     if role == ListenerRole::Metrics {
         // The observability address serves its routes only, never the handler.
-        return Ok(router.respond(request, config));
+        return Ok(router.respond(request, |_| false));
     }
     let mut body = buffer.split_off(request.head_len);
     if let BodyLength::Exactly(length) = body_length(request, config.max_http_body).map_err(HeadFailure::Http)? {
@@ -165,7 +165,7 @@ async fn answer_http<H: Handler>(
     let reply = core.call_for_core(|h| h.on_http(&mut core.core_context(), request, &body));
     let response = match reply {
         None => return Err(HeadFailure::Http(HttpError::new(500, "internal error"))),
-        Some(None) => return Ok(router.respond(request, config)),
+        Some(None) => return Ok(router.respond(request, |path| config.accepts_ws_path(path))),
         Some(Some(HttpReply::Ready(response))) => response,
         Some(Some(HttpReply::Pending(token))) => {
             match monoio::time::timeout(config.http_reply_timeout, core.http.wait(token)).await {

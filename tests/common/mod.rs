@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ pub struct ServerProcess {
     logs: Arc<Mutex<Vec<String>>>,
     /// The server's stderr while nobody reads it (see `start_with_stderr_unread`).
     unread_stderr: Mutex<Option<ChildStderr>>,
+    /// The rest of its stdout (kept open: the server prints more lines after the first).
+    stdout: Mutex<BufReader<ChildStdout>>,
 }
 
 impl ServerProcess {
@@ -63,6 +65,7 @@ impl ServerProcess {
             addr,
             logs: Arc::new(Mutex::new(Vec::new())),
             unread_stderr,
+            stdout: Mutex::new(stdout),
         }
     }
 
@@ -77,6 +80,13 @@ impl ServerProcess {
                 sink.lock().unwrap().push(line);
             }
         });
+    }
+
+    /// The next line the server printed on stdout (after the first listening line).
+    pub fn stdout_line(&self) -> String {
+        let mut line = String::new();
+        self.stdout.lock().unwrap().read_line(&mut line).expect("read stdout");
+        line
     }
 
     /// `ws://addr{path}`.
