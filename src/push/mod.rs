@@ -171,6 +171,14 @@ impl RunningPush {
 }
 
 impl MetricSource for Hub {
+    fn describe(&self) {
+        metrics::describe_gauge!("ringcast_push_topics", "Topics held (push mode).");
+        metrics::describe_gauge!(
+            "ringcast_push_history_messages",
+            "Messages held in topic histories for resuming clients (push mode)."
+        );
+    }
+
     fn record(&self) {
         metrics::gauge!("ringcast_push_topics").set(self.topic_count() as f64);
         metrics::gauge!("ringcast_push_history_messages").set(self.held_messages() as f64);

@@ -98,6 +98,19 @@ impl LinkState {
 }
 
 impl MetricSource for LinkState {
+    fn describe(&self) {
+        metrics::describe_gauge!("ringcast_redis_connected", "1 while the Redis link is up, else 0.");
+        metrics::describe_counter!("ringcast_redis_connects_total", "Connections made to Redis.");
+        metrics::describe_counter!(
+            "ringcast_redis_messages_received_total",
+            "Published messages received from Redis."
+        );
+        metrics::describe_counter!(
+            "ringcast_redis_local_fallbacks_total",
+            "Publishes sequenced locally because Redis was unreachable."
+        );
+    }
+
     fn record(&self) {
         metrics::gauge!("ringcast_redis_connected").set(f64::from(u8::from(self.is_up())));
         metrics::counter!("ringcast_redis_connects_total").absolute(self.connects.load(Ordering::Relaxed));
