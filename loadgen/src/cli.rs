@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use ringcast::config::{parse_duration, IoMode};
 
+use crate::plot::Label;
 use crate::target::{IpList, PortList};
 
 /// Thread-per-core WebSocket load generator for ringcast and any RFC 6455 server.
@@ -18,7 +19,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// A scenario to run, or `compare` to put two earlier runs side by side.
+/// A scenario to run, `compare` to put two earlier runs side by side, or `plot` to draw
+/// percentile files.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open --conns connections (at --ramp-rate), hold them idle for --hold, close them.
@@ -32,6 +34,12 @@ pub enum Command {
     Push(PushArgs),
     /// Print two summary.json files side by side.
     Compare(CompareArgs),
+    /// Draw .hgrm percentile files as one SVG chart, a line per file.
+    ///
+    /// Percentiles run along HdrHistogram's log scale of 1/(1-p) (0%, 90%, 99%, ... 99.999%,
+    /// then max), latency (the files' values, in microseconds) up a log scale; the legend gives
+    /// each file's p50, p99 and max.
+    Plot(PlotArgs),
 }
 
 /// Flags shared by every scenario.
@@ -223,6 +231,24 @@ pub struct CompareArgs {
     pub b: PathBuf,
 }
 
+/// `plot` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// HdrHistogram percentile-distribution files (.hgrm, as --out writes them), one line each.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the SVG to this file instead of stdout.
+    #[arg(long, value_name = "FILE.svg")]
+    pub output: Option<PathBuf>,
+    /// Chart title.
+    #[arg(long, value_name = "T", default_value = "Latency by percentile")]
+    pub title: String,
+    /// Legend name for one of the FILEs, written as it is among them (repeatable; default: the
+    /// file name without its extension).
+    #[arg(long = "label", value_name = "NAME=FILE")]
+    pub labels: Vec<Label>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +293,32 @@ mod tests {
         ])
         .is_err());
         assert!(Cli::try_parse_from(["ringcast-loadgen", "compare", "a.json", "b.json"]).is_ok());
+    }
+
+    #[test]
+    fn the_plot_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "ringcast-loadgen",
+            "plot",
+            "--output",
+            "cores.svg",
+            "--title",
+            "echo, 16 in flight",
+            "--label",
+            "core 0=runs/a/latency_core0.hgrm",
+            "runs/a/latency_core0.hgrm",
+            "runs/a/latency_core1.hgrm",
+        ])
+        .unwrap();
+        let Command::Plot(plot) = cli.command else {
+            panic!("not plot")
+        };
+        assert_eq!(plot.files.len(), 2);
+        assert_eq!(plot.output, Some(PathBuf::from("cores.svg")));
+        assert_eq!(plot.title, "echo, 16 in flight");
+        assert_eq!(plot.labels[0].name, "core 0");
+        assert!(Cli::try_parse_from(["ringcast-loadgen", "plot"]).is_err());
+        assert!(Cli::try_parse_from(["ringcast-loadgen", "plot", "--label", "x.hgrm", "x.hgrm"]).is_err());
     }
 
     #[test]

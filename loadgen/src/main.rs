@@ -1,4 +1,5 @@
-//! `ringcast-loadgen`: a thread-per-core WebSocket load generator (connect, echo, churn, push).
+//! `ringcast-loadgen`: a thread-per-core WebSocket load generator (connect, echo, churn, push),
+//! with `compare` and `plot` for its results.
 //!
 //! One pinned monoio runtime per client core (io_uring, falling back to epoll), connections
 //! split over the cores and optionally over several processes (--procs). The protocol work
@@ -15,6 +16,7 @@ mod limits;
 mod local;
 mod pacer;
 mod plan;
+mod plot;
 mod procs;
 mod progress;
 mod push;
@@ -57,6 +59,10 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Compare(args) => {
             let (a, b) = (compare::load(&args.a)?, compare::load(&args.b)?);
             print!("{}", compare::table(&a, &b));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Plot(args) => {
+            plot::run(&args)?;
             return Ok(ExitCode::SUCCESS);
         }
     };
