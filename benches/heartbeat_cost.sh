@@ -19,7 +19,7 @@ BIN=${BIN:-target/release}
 PROCS=${PROCS:-3}
 CLK_TCK=$(getconf CLK_TCK)
 
-[ -x "$BIN/ringcast" ] && [ -x "$BIN/ringcast-loadgen" ] || cargo build --release --bin ringcast -p ringcast-loadgen
+[ -x "$BIN/ringcast" ] && [ -x "$BIN/ringcast-loadgen" ] || cargo build --release -p ringcast -p ringcast-loadgen --bins
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
