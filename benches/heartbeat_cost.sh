@@ -15,17 +15,10 @@ cd "$(dirname "$0")/.."
 N=${N:-19000}
 WINDOW=${WINDOW:-30}
 INTERVALS=${INTERVALS:-"1s 30s"}
-BIN=${BIN:-target/release}
 PROCS=${PROCS:-3}
-CLK_TCK=$(getconf CLK_TCK)
 
-[ -x "$BIN/ringcast" ] && [ -x "$BIN/ringcast-loadgen" ] || cargo build --release -p ringcast -p ringcast-loadgen --bins
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+. benches/common.sh
+ensure_binaries
 
 printf '%-8s %8s %10s %12s %10s %8s\n' interval conns window_s "server_cpu_%" "pings/s" errors
 for interval in $INTERVALS; do

@@ -16,17 +16,10 @@ cd "$(dirname "$0")/.."
 
 N=${N:-19000}
 SCRAPES=${SCRAPES:-500}
-BIN=${BIN:-target/release}
 PROCS=${PROCS:-3}
-CLK_TCK=$(getconf CLK_TCK)
 
-[ -x "$BIN/ringcast" ] && [ -x "$BIN/ringcast-loadgen" ] || cargo build --release -p ringcast -p ringcast-loadgen --bins
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-metric() { curl -s "http://$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+. benches/common.sh
+ensure_binaries
 
 out=$(mktemp)
 "$BIN/ringcast" --listen 127.0.0.1:0 --cores 2 --log-level warn >"$out" 2>/dev/null &
