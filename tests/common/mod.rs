@@ -345,4 +345,5 @@ impl RawWs {
     }
 }
 
+pub mod browser;
 pub mod push;
