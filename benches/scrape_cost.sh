@@ -5,7 +5,8 @@
 # processes and source addresses, past the per-process open-file limit), then measures the
 # server's user+sys CPU over a quiet window and over a window of SCRAPES back-to-back scrapes.
 # Prints the CPU per scrape (the difference, divided by the scrapes), the scrape's wall time as
-# the client saw it (an upper bound on how long the one core that renders it is busy with it),
+# the client saw it, the render time the server measured on the core that served each scrape
+# (`ringcast_metrics_render_seconds`: how long that core was busy rendering),
 # and the longest timer pass of each core (the pass that copies the core's histograms out once
 # a second: the only moment a scrape's data costs the other cores anything).
 #
@@ -54,20 +55,25 @@ def get(path):
 
 quiet = 5.0
 c0 = cpu(); time.sleep(quiet); idle_rate = (cpu() - c0) / quiet
-walls, size = [], 0
+walls, renders, size = [], [], 0
 c0, t0 = cpu(), time.monotonic()
 for _ in range(scrapes):
     start = time.monotonic()
-    size = len(get("/metrics"))
+    text = get("/metrics")
     walls.append(time.monotonic() - start)
+    size = len(text)
+    # The previous scrape's render time, as the server measured it on its core.
+    renders += [float(l.split()[1]) for l in text.splitlines() if l.startswith("ringcast_metrics_render_seconds ")]
 window = time.monotonic() - t0
 spent = cpu() - c0 - idle_rate * window
 walls.sort()
-pct = lambda q: walls[min(len(walls) - 1, int(q * len(walls)))] * 1000
+renders = sorted(renders[1:])  # the first reports the render before the measured window
+pct = lambda q, xs=walls: xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
 print(f"connections open        {float(open_conns):.0f}")
 print(f"scrapes                 {scrapes} ({size} bytes each)")
 print(f"server CPU per scrape   {spent / scrapes * 1000:.2f} ms (idle {idle_rate * 100:.2f}% of a core subtracted)")
 print(f"scrape wall time        p50 {pct(0.5):.2f} ms, p99 {pct(0.99):.2f} ms, max {walls[-1] * 1000:.2f} ms")
+print(f"render time on its core p50 {pct(0.5, renders):.3f} ms, p99 {pct(0.99, renders):.3f} ms, max {renders[-1] * 1000:.3f} ms (wall clock: preemption included)")
 for core in (0, 1):
     hgrm = get(f"/debug/latency?core={core}&metric=timer_pass_duration")
     line = next(l for l in hgrm.splitlines() if l.startswith("#[Max"))

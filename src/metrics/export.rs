@@ -2,13 +2,15 @@
 //! (process-wide totals, and per-core series for the few that show balance between cores), the
 //! published latency histograms, build and process information, and extra sources.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use super::latency::LatencyMetric;
 use super::process::ProcessSample;
-use super::prometheus_text::write_histogram;
+use super::prometheus_text::{write_histogram, BucketCounts};
 use super::{Counter, Registry};
 
 /// Metrics an application or a subsystem outside the cores (a broker link) adds to `/metrics`:
@@ -66,6 +68,8 @@ pub struct PrometheusExport {
     handle: PrometheusHandle,
     build: BuildInfo,
     sources: Vec<Arc<dyn MetricSource>>,
+    /// How long the previous render took, in nanoseconds (reported by the next scrape).
+    last_render_ns: AtomicU64,
 }
 
 impl PrometheusExport {
@@ -90,6 +94,10 @@ impl PrometheusExport {
                 "ringcast_build_info",
                 "Always 1; the labels tell the version, io driver, data path and kernel."
             );
+            metrics::describe_gauge!(
+                "ringcast_metrics_render_seconds",
+                "How long rendering the previous scrape took, on the core that served it."
+            );
             metrics::describe_counter!(
                 "ringcast_log_lines_dropped_total",
                 "Log lines dropped because the log writer fell behind."
@@ -101,11 +109,13 @@ impl PrometheusExport {
             handle,
             build,
             sources,
+            last_render_ns: AtomicU64::new(0),
         }
     }
 
     /// The Prometheus text for the current state of `registry`.
     pub fn render(&self, registry: &Registry) -> String {
+        let began = Instant::now();
         let cores = registry.core_count();
         metrics::with_local_recorder(&self.recorder, || {
             for counter in Counter::ALL {
@@ -135,18 +145,29 @@ impl PrometheusExport {
             )
             .set(1.0);
             metrics::counter!("ringcast_log_lines_dropped_total").absolute(crate::logging::lines_dropped());
+            let previous = self.last_render_ns.load(Ordering::Relaxed);
+            metrics::gauge!("ringcast_metrics_render_seconds").set(previous as f64 / 1e9);
             self.sources.iter().for_each(|source| source.record());
         });
         let mut out = self.handle.render();
         if !out.is_empty() && !out.ends_with('\n') {
             out.push('\n');
         }
-        let published: Vec<_> = (0..cores).map(|core| registry.published_copy(core).totals).collect();
+        let per_core: Vec<Vec<BucketCounts>> = (0..cores)
+            .map(|core| {
+                let published = registry.published(core);
+                LatencyMetric::ALL
+                    .map(|m| BucketCounts::of(m, published.totals.get(m)))
+                    .to_vec()
+            })
+            .collect();
         for metric in LatencyMetric::ALL {
-            let per_core: Vec<_> = published.iter().map(|h| h.get(metric)).collect();
-            write_histogram(&mut out, metric, &per_core);
+            let counts: Vec<_> = per_core.iter().map(|c| c[metric as usize].clone()).collect();
+            write_histogram(&mut out, metric, &counts);
         }
         ProcessSample::now().write_text(&mut out);
+        self.last_render_ns
+            .store(began.elapsed().as_nanos() as u64, Ordering::Relaxed);
         out
     }
 }

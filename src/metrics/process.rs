@@ -105,12 +105,15 @@ fn stat_fields(stat: &str) -> Option<StatFields> {
     })
 }
 
-/// Seconds since the epoch at boot (`btime` in `/proc/stat`).
+/// Seconds since the epoch at boot (`btime` in `/proc/stat`), read once.
 fn boot_time() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|line| line.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+    static BOOT_TIME: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines()
+            .find_map(|line| line.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 fn open_fds() -> Option<u64> {
