@@ -11,6 +11,10 @@ use sha1::{Digest, Sha1};
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// The most header lines a request may carry before it is answered with 431.
 pub const MAX_REQUEST_HEADERS: usize = 64;
+/// Headers an upgrade request may carry only once (RFC 9112 section 3.2 for Host, RFC 6455
+/// section 11.3 for the key and the version): a second one is a 400, not a choice between
+/// two values that a proxy in front may have read differently.
+const SINGLE_HEADERS: [&str; 3] = ["Host", "Sec-WebSocket-Key", "Sec-WebSocket-Version"];
 
 /// A request that is answered with an HTTP error and then closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +169,12 @@ pub fn validate_upgrade(req: &Request, supported: &[String]) -> Result<Upgrade, 
     }
     if req.minor_version < 1 {
         return Err(HttpError::new(400, "WebSocket upgrades need HTTP/1.1 or later"));
+    }
+    if let Some(name) = SINGLE_HEADERS
+        .iter()
+        .find(|name| req.header_values(name).nth(1).is_some())
+    {
+        return Err(HttpError::new(400, format!("more than one {name} header")));
     }
     if req.header("host").is_none() {
         return Err(HttpError::new(400, "missing Host header"));
@@ -324,6 +334,28 @@ mod tests {
         assert!(String::from_utf8(old.to_response())
             .unwrap()
             .contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn headers_that_may_appear_once_are_refused_twice() {
+        let twice = [
+            GOOD.replace("Host: server.example.com\r\n", "Host: a\r\nhost: b\r\n"),
+            GOOD.replace(
+                "Sec-WebSocket-Version",
+                "sec-websocket-key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version",
+            ),
+            GOOD.replace(
+                "Sec-WebSocket-Version: 13\r\n",
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+        ];
+        for (text, name) in twice.iter().zip(SINGLE_HEADERS) {
+            let error = validate_upgrade(&parse(text), &[]).unwrap_err();
+            assert_eq!(
+                (error.status, error.reason.as_ref()),
+                (400, format!("more than one {name} header").as_str())
+            );
+        }
     }
 
     #[test]
