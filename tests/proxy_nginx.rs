@@ -162,6 +162,20 @@ fn expect_refused(outcome: Outcome, what: &str) -> (u16, String) {
     }
 }
 
+/// Waits (bounded) until the server has `n` connections open.
+fn wait_for_open_connections(server: &ServerProcess, n: u64) {
+    for _ in 0..400 {
+        if server.metric("ringcast_connections_open") == n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!(
+        "{} connections open, not {n}",
+        server.metric("ringcast_connections_open")
+    );
+}
+
 /// The peers the server logged for `event`.
 fn peers(server: &ServerProcess, event: &str) -> Vec<String> {
     server
@@ -179,7 +193,7 @@ fn behind_nginx_the_forwarded_address_is_what_the_per_address_connection_limit_c
             &["--trusted-proxy", PROXY_SOURCE, "--max-connections-per-ip", "1"],
         );
         let nginx = Nginx::start(server.addr);
-        let _first = expect_open(upgrade("127.0.0.3", nginx.addr, None), "the first client through nginx");
+        let first = expect_open(upgrade("127.0.0.3", nginx.addr, None), "the first client through nginx");
         let (status, body) = expect_refused(upgrade("127.0.0.3", nginx.addr, None), "its second connection");
         assert_eq!(status, 429, "{driver}: {body}");
         assert!(body.contains("too many connections from this address"), "{body}");
@@ -211,6 +225,14 @@ fn behind_nginx_the_forwarded_address_is_what_the_per_address_connection_limit_c
         assert!(
             !opened.iter().chain(&rejected).any(|p| p.starts_with(PROXY_SOURCE)),
             "the proxy is never the client"
+        );
+        // The slot is given back under the forwarded address when that connection ends (the
+        // close path reads it from the connection's ConnMeta).
+        drop(first);
+        wait_for_open_connections(&server, 2);
+        let _back = expect_open(
+            upgrade("127.0.0.3", nginx.addr, None),
+            "127.0.0.3 after its connection closed",
         );
     }
 }

@@ -107,7 +107,6 @@ impl Denied {
 }
 
 /// The access rules of a server, built once from its configuration and shared by every core.
-#[derive(Debug)]
 pub(crate) struct Access {
     proxies: TrustedProxies,
     rate: Option<HandshakeRate>,

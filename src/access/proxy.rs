@@ -13,7 +13,7 @@ use super::cidr::Cidr;
 use crate::proto::handshake::Request;
 
 /// The configured trusted proxy ranges.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug)]
 pub(crate) struct TrustedProxies {
     ranges: Vec<Cidr>,
 }

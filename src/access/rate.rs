@@ -24,13 +24,14 @@ const SHARDS: usize = 16;
 const SWEEP_EVERY_MS: u64 = 1000;
 
 /// One address's bucket.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at_ms: u64,
 }
 
-#[derive(Debug, Default)]
+/// One shard of the table: its buckets, when it was last swept, how many it evicted.
+#[derive(Default)]
 struct Shard {
     buckets: IndexMap<IpAddr, Bucket>,
     last_sweep_ms: u64,
@@ -38,7 +39,6 @@ struct Shard {
 }
 
 /// Token buckets per client address, shared by every core.
-#[derive(Debug)]
 pub(crate) struct HandshakeRate {
     per_ms: f64,
     burst: f64,

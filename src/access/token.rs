@@ -27,23 +27,12 @@ pub(crate) const MIN_SECRET: usize = 32;
 pub(crate) const MIN_RSA_BITS: usize = 2048;
 
 /// Verifies upgrade tokens with the configured keys.
-#[derive(Clone)]
 pub(crate) struct TokenVerifier {
     hs256: Option<DecodingKey>,
     rs256: Option<DecodingKey>,
     query_param: String,
     leeway_secs: u64,
     audience: Vec<String>,
-}
-
-impl std::fmt::Debug for TokenVerifier {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenVerifier")
-            .field("hs256", &self.hs256.is_some())
-            .field("rs256", &self.rs256.is_some())
-            .field("query_param", &self.query_param)
-            .finish_non_exhaustive()
-    }
 }
 
 /// The keys and rules of a [`TokenVerifier`], as configured.
@@ -393,11 +382,14 @@ mod tests {
             leeway_secs: 0,
             audience: &[],
         };
-        assert_eq!(TokenVerifier::new(settings("short")).unwrap_err().0, "jwt_secret");
+        assert_eq!(
+            TokenVerifier::new(settings("short")).err().map(|e| e.0),
+            Some("jwt_secret")
+        );
         let garbage = TokenSettings {
             public_key_pem: Some(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
             ..settings("")
         };
-        assert_eq!(TokenVerifier::new(garbage).unwrap_err().0, "jwt_public_key");
+        assert_eq!(TokenVerifier::new(garbage).err().map(|e| e.0), Some("jwt_public_key"));
     }
 }

@@ -23,7 +23,7 @@ pub struct ConnMeta {
 struct Extras {
     protocol: Option<Box<str>>,
     headers: Box<[(Box<str>, Box<str>)]>,
-    token: Option<TokenGrants>,
+    token: Option<Box<TokenGrants>>,
 }
 
 impl ConnMeta {
@@ -59,14 +59,14 @@ impl ConnMeta {
 
     /// The same metadata for a connection admitted with a token that grants `token`.
     pub fn with_token(mut self, token: TokenGrants) -> ConnMeta {
-        self.extras.get_or_insert_with(Box::default).token = Some(token);
+        self.extras.get_or_insert_with(Box::default).token = Some(Box::new(token));
         self
     }
 
     /// What the connection's token grants, if it was admitted with one (`jwt_secret` or
     /// `jwt_public_key` set).
     pub fn token(&self) -> Option<&TokenGrants> {
-        self.extras.as_ref()?.token.as_ref()
+        self.extras.as_ref()?.token.as_deref()
     }
 
     /// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
