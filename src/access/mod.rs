@@ -34,7 +34,7 @@ pub use grants::{TokenGrants, TopicPatterns};
 
 /// Why access was refused: the `reason` label of `ringcast_access_refused_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DenyReason {
+pub(crate) enum DenyReason {
     /// The `Origin` is not allowed, or missing where one is required (403).
     Origin,
     /// No token where one is required (401).
@@ -83,7 +83,7 @@ impl DenyReason {
 
 /// A refusal: why, and the HTTP response that says so.
 #[derive(Debug, Clone)]
-pub struct Denied {
+pub(crate) struct Denied {
     /// The counted reason.
     pub reason: DenyReason,
     /// The status, one-line reason and headers sent.
