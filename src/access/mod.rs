@@ -1,12 +1,12 @@
 //! Access control, decided before the `101` (or before a plain request is answered) and never
-//! per message: who the client is behind a trusted proxy ([`proxy`]), how fast one address may
-//! open connections ([`rate`]), which web origins may connect ([`origin`]), the JWT an upgrade
-//! must carry ([`token`]) and what it grants ([`grants`]), and the admin token of the
-//! publishing and observability endpoints ([`admin`]). The README's "Security" section
-//! describes the settings.
+//! per message: who the client is behind a trusted proxy (`proxy`, `cidr`), how fast one
+//! address may open connections (`rate`), which web origins may connect (`origin`), the JWT an
+//! upgrade must carry (`token`, `bearer`) and what it grants ([`TokenGrants`]), and the admin
+//! token of the publishing and observability endpoints (`admin`). The README's "Security"
+//! section describes the settings.
 //!
-//! Every refusal is a [`Denied`]: an HTTP status with a one-line reason and one of a bounded set
-//! of [`DenyReason`]s, counted in `ringcast_access_refused_total{reason}`.
+//! Every refusal is a `Denied`: an HTTP status with a one-line reason and one of a bounded set
+//! of reasons (`DenyReason`), counted in `ringcast_access_refused_total{reason}`.
 
 mod admin;
 mod bearer;
@@ -160,7 +160,7 @@ impl Access {
         })
     }
 
-    /// The client a request from `peer` is for (see [`proxy`]).
+    /// The client a request from `peer` is for (see the `proxy` module).
     pub fn client(&self, peer: SocketAddr, request: &Request) -> SocketAddr {
         self.proxies.client(peer, request)
     }
