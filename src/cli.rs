@@ -143,10 +143,55 @@ pub struct Args {
     /// Bytes of log lines buffered for the stderr writer thread; lines beyond are dropped.
     #[arg(long, value_name = "BYTES")]
     log_buffer_bytes: Option<usize>,
+    /// Address for POST /publish (the application's plain HTTP) and, unless --metrics-listen is
+    /// set, the observability endpoints, instead of the WebSocket port (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Vec<SocketAddr>,
+    /// Bearer token every plain request but /healthz and /readyz needs (at least 16 characters).
+    #[arg(long, value_name = "TOKEN", env = "RINGCAST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Web origin allowed to connect (repeatable): https://app.example.com, https://*.example.com
+    /// or *.example.com (any scheme); others get 403.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Refuse upgrades without an Origin header (403).
+    #[arg(long)]
+    require_origin: bool,
+    /// HS256 secret of the JWTs upgrades must carry (at least 32 bytes).
+    #[arg(long, value_name = "SECRET", env = "RINGCAST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// RS256 public key (PEM file) of the JWTs upgrades must carry.
+    #[arg(long, value_name = "FILE")]
+    jwt_public_key: Option<String>,
+    /// Query parameter that may carry the JWT (when there is no Authorization header).
+    #[arg(long, value_name = "NAME")]
+    jwt_query_param: Option<String>,
+    /// Slack given to a token's exp and nbf (whole seconds, at most 300s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    jwt_leeway: Option<Duration>,
+    /// Accepted aud of the JWTs (repeatable); without it, tokens with an aud are refused.
+    #[arg(long, value_name = "AUD")]
+    jwt_audience: Vec<String>,
+    /// Upgrade requests per client address: N/s or N/m (0: off); beyond it 429.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    handshake_rate_per_ip: Option<f64>,
+    /// Upgrade requests one address may make at once before the rate applies.
+    #[arg(long, value_name = "N")]
+    handshake_burst_per_ip: Option<u32>,
+    /// Most client addresses the handshake rate limit tracks at a time.
+    #[arg(long, value_name = "N")]
+    handshake_rate_max_ips: Option<usize>,
+    /// Proxy whose X-Forwarded-For is believed: an address or CIDR range (repeatable).
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     ringcast::config::parse_duration(text)
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    ringcast::config::parse_rate(text)
 }
 
 impl Args {
@@ -210,6 +255,27 @@ impl Args {
         set(&mut config.uring_buffers, self.uring_buffers);
         set(&mut config.uring_buffer_size, self.uring_buffer_size);
         set(&mut config.log_buffer_bytes, self.log_buffer_bytes);
+        if !self.admin_listen.is_empty() {
+            config.admin_listen = self.admin_listen;
+        }
+        if !self.allowed_origins.is_empty() {
+            config.allowed_origins = self.allowed_origins;
+        }
+        if !self.jwt_audience.is_empty() {
+            config.jwt_audience = self.jwt_audience;
+        }
+        if !self.trusted_proxies.is_empty() {
+            config.trusted_proxies = self.trusted_proxies;
+        }
+        set(&mut config.admin_token, self.admin_token);
+        set(&mut config.require_origin, self.require_origin.then_some(true));
+        set(&mut config.jwt_secret, self.jwt_secret);
+        set(&mut config.jwt_public_key, self.jwt_public_key);
+        set(&mut config.jwt_query_param, self.jwt_query_param);
+        set(&mut config.jwt_leeway, self.jwt_leeway);
+        set(&mut config.handshake_rate_per_ip, self.handshake_rate_per_ip);
+        set(&mut config.handshake_burst_per_ip, self.handshake_burst_per_ip);
+        set(&mut config.handshake_rate_max_ips, self.handshake_rate_max_ips);
         config.validate()?;
         Ok(config)
     }

@@ -9,9 +9,12 @@
 //! - [`metrics`]: per-core counters exported in the Prometheus format.
 //! - [`config`]: the embedded default configuration and its overrides.
 //! - [`logging`]: a log sink that never blocks the threads that log.
+//! - [`access`]: access control before the upgrade (trusted proxies, handshake rate, origins,
+//!   JWTs and what they grant, the admin token).
 //! - [`push`]: push mode (topics, publishing, fan-out, history and resume, Redis backplane).
 //! - [`timer`]: the per-core timing wheel behind heartbeats and idle timeouts.
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod handler;

@@ -61,6 +61,9 @@ fn serve(config: Config, logs: &LogGuard) -> ExitCode {
     for addr in server.metrics_addrs() {
         println!("metrics on http://{addr}/metrics");
     }
+    for addr in server.admin_addrs() {
+        println!("admin on http://{addr}/");
+    }
     match running.join() {
         Ok(()) => {
             tracing::info!(event = "stopped", "all cores have shut down");

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::access::TokenGrants;
+
 /// What the engine knows about a connection from its upgrade request.
 ///
 /// Stored compactly (it lives as long as the connection): the request target in one
@@ -17,10 +19,11 @@ pub struct ConnMeta {
 }
 
 /// The parts of a request most connections do not have.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Extras {
     protocol: Option<Box<str>>,
     headers: Box<[(Box<str>, Box<str>)]>,
+    token: Option<Box<TokenGrants>>,
 }
 
 impl ConnMeta {
@@ -48,12 +51,26 @@ impl ConnMeta {
                         .into_iter()
                         .map(|(n, v)| (n.into_boxed_str(), v.into_boxed_str()))
                         .collect(),
+                    token: None,
                 })
             }),
         }
     }
 
-    /// The client's address.
+    /// The same metadata for a connection admitted with a token that grants `token`.
+    pub fn with_token(mut self, token: TokenGrants) -> ConnMeta {
+        self.extras.get_or_insert_with(Box::default).token = Some(Box::new(token));
+        self
+    }
+
+    /// What the connection's token grants, if it was admitted with one (`jwt_secret` or
+    /// `jwt_public_key` set).
+    pub fn token(&self) -> Option<&TokenGrants> {
+        self.extras.as_ref()?.token.as_deref()
+    }
+
+    /// The client's address: the TCP peer, or behind a trusted proxy the address it forwarded
+    /// (with port 0).
     pub fn peer(&self) -> SocketAddr {
         SocketAddr::new(self.peer_ip, self.peer_port)
     }
@@ -63,7 +80,7 @@ impl ConnMeta {
         &self.target[..self.path_len as usize]
     }
 
-    /// The query string, if any.
+    /// The query string, if any (without the token parameter when tokens are required).
     pub fn query(&self) -> Option<&str> {
         let path_len = self.path_len as usize;
         (self.target.len() > path_len).then(|| &self.target[path_len + 1..])

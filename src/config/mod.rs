@@ -2,9 +2,11 @@
 
 mod cores;
 mod duration;
+mod rate;
 mod validate;
 
 pub use duration::parse as parse_duration;
+pub use rate::parse as parse_rate;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -93,6 +95,21 @@ pub struct Config {
     pub push_slow_consumer: SlowConsumerPolicy,
     pub redis: String,
     pub redis_prefix: String,
+    pub admin_listen: Vec<SocketAddr>,
+    pub admin_token: String,
+    pub allowed_origins: Vec<String>,
+    pub require_origin: bool,
+    pub jwt_secret: String,
+    pub jwt_public_key: String,
+    pub jwt_query_param: String,
+    #[serde(with = "duration")]
+    pub jwt_leeway: Duration,
+    pub jwt_audience: Vec<String>,
+    #[serde(with = "rate")]
+    pub handshake_rate_per_ip: f64,
+    pub handshake_burst_per_ip: u32,
+    pub handshake_rate_max_ips: usize,
+    pub trusted_proxies: Vec<String>,
 }
 
 /// What push mode does with a subscriber too slow to drain its queue.

@@ -13,6 +13,12 @@ pub const MIN_REQUEST_HEAD: usize = 256;
 /// The smallest `log_buffer_bytes` accepted: room for a few log lines.
 pub const MIN_LOG_BUFFER: usize = 4096;
 
+/// The smallest `handshake_rate_max_ips` accepted: one address per shard of the table.
+const MIN_RATE_TABLE: usize = 16;
+
+/// The longest `jwt_leeway` accepted.
+const MAX_JWT_LEEWAY: Duration = Duration::from_secs(300);
+
 impl Config {
     /// Checks the values that parse but cannot work, and the settings that contradict each
     /// other; the first rule broken is returned, naming the setting. Run it on the final
@@ -24,7 +30,36 @@ impl Config {
         self.check_liveness()?;
         self.check_phases()?;
         self.check_uring()?;
-        self.check_push()
+        self.check_push()?;
+        self.check_access()
+    }
+
+    /// Access control: the rules must parse and the keys load (`Access::from_config` is the
+    /// judge), and the rate limit needs room.
+    fn check_access(&self) -> Result<(), ConfigError> {
+        if self.handshake_rate_per_ip > 0.0 && self.handshake_burst_per_ip == 0 {
+            return invalid(
+                "handshake_burst_per_ip",
+                "must be at least 1 while handshake_rate_per_ip is on (0 would refuse every upgrade)",
+            );
+        }
+        if self.handshake_rate_max_ips < MIN_RATE_TABLE {
+            return invalid("handshake_rate_max_ips", format!("must be at least {MIN_RATE_TABLE}"));
+        }
+        if self.jwt_query_param.is_empty() || self.jwt_query_param.contains(['&', '=', '#', '?', ' ']) {
+            return invalid("jwt_query_param", "must be a non-empty name without & = # ? or spaces");
+        }
+        if self.jwt_leeway > MAX_JWT_LEEWAY {
+            return invalid(
+                "jwt_leeway",
+                format!(
+                    "{} is more than {}: expired tokens would be honoured too long",
+                    show(self.jwt_leeway),
+                    show(MAX_JWT_LEEWAY)
+                ),
+            );
+        }
+        crate::access::Access::from_config(self).map(|_| ())
     }
 
     /// Push mode, Redis, and the HTTP side it uses.
@@ -71,6 +106,21 @@ impl Config {
     fn check_endpoints(&self) -> Result<(), ConfigError> {
         if self.listen.is_empty() {
             return invalid("listen", "needs at least one address");
+        }
+        let groups = [
+            ("listen", &self.listen),
+            ("metrics_listen", &self.metrics_listen),
+            ("admin_listen", &self.admin_listen),
+        ];
+        for (i, (_, addrs)) in groups.iter().enumerate() {
+            for (setting, others) in &groups[i + 1..] {
+                if let Some(addr) = addrs.iter().find(|a| a.port() != 0 && others.contains(a)) {
+                    return invalid(
+                        setting,
+                        format!("{addr} is also in {}: each address serves one role", groups[i].0),
+                    );
+                }
+            }
         }
         if self.ws_paths.is_empty() {
             return invalid(
@@ -379,6 +429,73 @@ mod tests {
         with(|c| c.shutdown_close_code = 1012).validate().unwrap();
         // A shutdown that does not wait for peers is a choice, not a contradiction.
         with(|c| c.shutdown_timeout = Duration::ZERO).validate().unwrap();
+    }
+
+    #[test]
+    fn access_rules_must_parse_and_fit() {
+        let (setting, message) = broken(&with(|c| c.allowed_origins = vec!["https://a.example/x".into()]));
+        assert_eq!(setting, "allowed_origins");
+        assert!(message.contains("a.example/x"), "{message}");
+        assert_eq!(
+            broken(&with(|c| c.trusted_proxies = vec!["10.0.0.0/40".into()])).0,
+            "trusted_proxies"
+        );
+        assert_eq!(broken(&with(|c| c.jwt_secret = "short".into())).0, "jwt_secret");
+        assert_eq!(broken(&with(|c| c.admin_token = "short".into())).0, "admin_token");
+        let (setting, message) = broken(&with(|c| c.jwt_public_key = "/nonexistent/key.pem".into()));
+        assert_eq!(setting, "jwt_public_key");
+        assert!(message.contains("cannot read /nonexistent/key.pem"), "{message}");
+        assert_eq!(
+            broken(&with(|c| c.jwt_query_param = "to ken".into())).0,
+            "jwt_query_param"
+        );
+        assert_eq!(
+            broken(&with(|c| c.jwt_leeway = Duration::from_secs(301))).0,
+            "jwt_leeway"
+        );
+        assert_eq!(
+            broken(&with(|c| {
+                c.handshake_rate_per_ip = 1.0;
+                c.handshake_burst_per_ip = 0;
+            }))
+            .0,
+            "handshake_burst_per_ip"
+        );
+        assert_eq!(
+            broken(&with(|c| c.handshake_rate_max_ips = 15)).0,
+            "handshake_rate_max_ips"
+        );
+        with(|c| {
+            c.allowed_origins = vec!["https://*.example.com".into(), "localhost:3000".into()];
+            c.trusted_proxies = vec!["10.0.0.0/8".into(), "::1".into()];
+            c.jwt_secret = "0123456789abcdef0123456789abcdef".into();
+            c.admin_token = "0123456789abcdef".into();
+            c.handshake_rate_per_ip = 0.5;
+        })
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn an_address_serves_one_role() {
+        let addr: std::net::SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        let (setting, message) = broken(&with(|c| {
+            c.metrics_listen = vec![addr];
+            c.admin_listen = vec![addr];
+        }));
+        assert_eq!(setting, "admin_listen");
+        assert!(message.contains("also in metrics_listen"), "{message}");
+        assert_eq!(
+            broken(&with(|c| c.metrics_listen = c.listen.clone())).0,
+            "metrics_listen"
+        );
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        with(|c| {
+            c.listen = vec![any];
+            c.admin_listen = vec![any];
+        })
+        .validate()
+        .unwrap();
     }
 
     #[test]

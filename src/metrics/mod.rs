@@ -78,11 +78,21 @@ pub enum Counter {
     AcceptEnomem,
     AcceptEconnaborted,
     AcceptOther,
+    Rejected401,
+    Rejected403,
+    RefusedOrigin,
+    RefusedTokenMissing,
+    RefusedTokenInvalid,
+    RefusedTokenExpired,
+    RefusedTopic,
+    RefusedAdminToken,
+    RefusedRateLimit,
+    TokenExpiredCloses,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 48] = [
+    pub const ALL: [Counter; 58] = [
         Counter::Accepted,
         Counter::AcceptEmfile,
         Counter::Upgrades,
@@ -131,6 +141,16 @@ impl Counter {
         Counter::AcceptEnomem,
         Counter::AcceptEconnaborted,
         Counter::AcceptOther,
+        Counter::Rejected401,
+        Counter::Rejected403,
+        Counter::RefusedOrigin,
+        Counter::RefusedTokenMissing,
+        Counter::RefusedTokenInvalid,
+        Counter::RefusedTokenExpired,
+        Counter::RefusedTopic,
+        Counter::RefusedAdminToken,
+        Counter::RefusedRateLimit,
+        Counter::TokenExpiredCloses,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -152,6 +172,16 @@ impl Counter {
             Rejected426 => ("ringcast_handshake_rejected_total", Some(("status", "426"))),
             Rejected431 => ("ringcast_handshake_rejected_total", Some(("status", "431"))),
             Rejected503 => ("ringcast_handshake_rejected_total", Some(("status", "503"))),
+            Rejected401 => ("ringcast_handshake_rejected_total", Some(("status", "401"))),
+            Rejected403 => ("ringcast_handshake_rejected_total", Some(("status", "403"))),
+            RefusedOrigin => ("ringcast_access_refused_total", Some(("reason", "origin"))),
+            RefusedTokenMissing => ("ringcast_access_refused_total", Some(("reason", "token_missing"))),
+            RefusedTokenInvalid => ("ringcast_access_refused_total", Some(("reason", "token_invalid"))),
+            RefusedTokenExpired => ("ringcast_access_refused_total", Some(("reason", "token_expired"))),
+            RefusedTopic => ("ringcast_access_refused_total", Some(("reason", "topic"))),
+            RefusedAdminToken => ("ringcast_access_refused_total", Some(("reason", "admin_token"))),
+            RefusedRateLimit => ("ringcast_access_refused_total", Some(("reason", "rate_limit"))),
+            TokenExpiredCloses => ("ringcast_token_expired_closes_total", None),
             HandshakeTimeouts => ("ringcast_handshake_timeouts_total", None),
             HandshakeAborted => ("ringcast_handshake_aborted_total", None),
             MessagesIn => ("ringcast_messages_received_total", None),
@@ -198,9 +228,13 @@ impl Counter {
             }
             Upgrades => "WebSocket upgrades completed (101 sent).",
             HttpRequests => "Plain HTTP requests served.",
-            Rejected400 | Rejected404 | Rejected405 | Rejected426 | Rejected429 | Rejected431 | Rejected503 => {
-                "Requests refused before the upgrade, by HTTP status."
+            Rejected400 | Rejected401 | Rejected403 | Rejected404 | Rejected405 | Rejected426 | Rejected429
+            | Rejected431 | Rejected503 => "Requests refused before the upgrade, by HTTP status.",
+            RefusedOrigin | RefusedTokenMissing | RefusedTokenInvalid | RefusedTokenExpired | RefusedTopic
+            | RefusedAdminToken | RefusedRateLimit => {
+                "Requests, subscriptions and publishes refused by access control, by reason."
             }
+            TokenExpiredCloses => "Connections closed with 4001 because their token expired.",
             HandshakeTimeouts => "Connections that sent no complete request within handshake_timeout.",
             HandshakeAborted => "Connections that went away during the handshake.",
             MessagesIn => "WebSocket messages received.",
@@ -247,6 +281,8 @@ impl Counter {
     /// The rejection counter for an HTTP status sent before the upgrade.
     pub fn for_rejection(status: u16) -> Counter {
         match status {
+            401 => Counter::Rejected401,
+            403 => Counter::Rejected403,
             404 => Counter::Rejected404,
             405 => Counter::Rejected405,
             426 => Counter::Rejected426,

@@ -27,10 +27,13 @@ use crate::config::Config;
 use crate::metrics::MetricSource;
 use crate::server::{RunningServer, Server, ServerError};
 use hub::{HistorySettings, Hub, MAX_PUSH_CORES};
+use query::parse_initial_topics;
 use redis::{Backplane, LinkState};
 use service::PushSettings;
 
-pub use policy::{OpenPolicy, Publish, PublishSource, PushPolicy, Refusal};
+pub use policy::{
+    token_allows_publish, token_allows_subscribe, OpenPolicy, Publish, PublishSource, PushPolicy, Refusal,
+};
 pub use service::PushService;
 
 /// Why a push server could not start.
@@ -104,7 +107,17 @@ impl<F> PushServer<F> {
             max_topics: config.push_max_topics,
         };
         let hub = Arc::new(Hub::new(history));
-        let mut server = self.server.metric_source(hub.clone());
+        let max_topics = config.push_max_topics_per_connection;
+        // `?topics=` against a token's `sub_topics` claim, before the 101 (a query that does not
+        // parse was refused by the service's check_upgrade already).
+        let mut server = self
+            .server
+            .metric_source(hub.clone())
+            .subscription_topics(move |request| {
+                parse_initial_topics(request.query.as_deref(), max_topics)
+                    .map(|initial| initial.topics.into_iter().map(|(topic, _)| topic).collect())
+                    .unwrap_or_default()
+            });
         let mut backplane = None;
         let mut link = None;
         if !config.redis.is_empty() {

@@ -1,5 +1,5 @@
 //! [`PushPolicy`]: what an application decides in push mode — who may subscribe to what, and
-//! what a publish becomes (changed, or refused).
+//! what a publish becomes (changed, or refused) — and the token grants checked before it.
 
 use super::envelope::Payload;
 use crate::api::ConnMeta;
@@ -28,7 +28,9 @@ pub enum PublishSource<'a> {
 }
 
 /// Application decisions in push mode; one instance per core (no locks needed). The defaults
-/// allow everything.
+/// allow everything. A connection admitted with a token is held to its `sub_topics` and
+/// `pub_topics` claims first ([`token_allows_subscribe`], [`token_allows_publish`]): a topic
+/// outside them is refused before the policy is asked.
 pub trait PushPolicy: 'static {
     /// May the connection subscribe to `topic`? Asked for every topic of `?topics=` when it
     /// opens and for every `subscribe` command.
@@ -42,6 +44,26 @@ pub trait PushPolicy: 'static {
     fn on_publish(&mut self, publish: &mut Publish, source: PublishSource<'_>) -> Result<(), Refusal> {
         let _ = (publish, source);
         Ok(())
+    }
+}
+
+/// Refuses a subscription outside the connection's token's `sub_topics` claim.
+pub fn token_allows_subscribe(meta: &ConnMeta, topic: &str) -> Result<(), Refusal> {
+    match meta.token() {
+        Some(token) if !token.may_subscribe(topic) => {
+            Err(Refusal("the token does not allow subscribing to this topic".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses a WebSocket publish outside the connection's token's `pub_topics` claim.
+pub fn token_allows_publish(meta: &ConnMeta, topic: &str) -> Result<(), Refusal> {
+    match meta.token() {
+        Some(token) if !token.may_publish(topic) => {
+            Err(Refusal("the token does not allow publishing to this topic".into()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::control::{parse_command, Command, CommandError};
 use super::envelope::{Notice, Payload};
 use super::hub::{Fanout, Hub};
-use super::policy::{Publish, PublishSource, PushPolicy};
+use super::policy::{token_allows_publish, token_allows_subscribe, Publish, PublishSource, PushPolicy};
 use super::publish::{is_publish_path, parse_publish, publish_response, Outcome};
 use super::query::{parse_initial_topics, Since};
 use super::redis::RedisLink;
@@ -113,6 +113,10 @@ impl<P: PushPolicy> PushService<P> {
             topic: Some(topic.clone()),
             reference: reference.clone(),
         };
+        if let Err(refusal) = token_allows_subscribe(cx.meta(), &topic) {
+            cx.engine().counters().inc(Counter::RefusedTopic);
+            return send_notice(cx.engine(), id, &refuse("forbidden", refusal.0));
+        }
         if let Err(refusal) = self.policy.authorize_subscribe(cx.meta(), &topic) {
             return send_notice(cx.engine(), id, &refuse("forbidden", refusal.0));
         }
@@ -203,6 +207,12 @@ impl<P: PushPolicy> PushService<P> {
                 &topic,
             );
             return send_notice(cx.engine(), id, &notice);
+        }
+        if let Err(refusal) = token_allows_publish(cx.meta(), &topic) {
+            let counters = cx.engine().counters();
+            counters.inc(Counter::RefusedTopic);
+            counters.inc(Counter::PushPublishesRefused);
+            return send_notice(cx.engine(), id, &error("forbidden", refusal.0, &topic));
         }
         let mut publish = Publish {
             topic,

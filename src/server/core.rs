@@ -1,10 +1,11 @@
 //! Per-core state shared by every phase and both data paths: the connections, the handler, the
-//! scratch buffer, the timers, the cross-core outbox, and the liveness checks.
+//! scratch buffer, the timers, the cross-core outbox, and the liveness checks (token expiry
+//! among them).
 
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::conn::{Connections, EngineClose, QueueLimits};
 use super::http::HttpReplies;
@@ -42,6 +43,10 @@ const CHECKS_PER_PASS: usize = 4096;
 /// Size of the per-core read buffer every connection on the core reads into.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
 
+/// The close code of a connection whose token expired (private use range, RFC 6455 section
+/// 7.4.2): the client should get a new token and reconnect.
+pub const TOKEN_EXPIRED_CLOSE: CloseCode = CloseCode(4001);
+
 /// Everything one core owns: its connections, its handler, its scratch buffer, its timers.
 pub(crate) struct CoreCtx<H> {
     pub index: usize,
@@ -52,6 +57,8 @@ pub(crate) struct CoreCtx<H> {
     timers: RefCell<TimerWheel<TimerSlot>>,
     limits: LivenessLimits,
     started: Instant,
+    /// The wall clock at `started`, to place tokens' expiry times on the wheel.
+    started_unix: SystemTime,
     now_tick: Cell<u64>,
     /// Fired when this core begins its graceful shutdown.
     pub shutdown: Latch,
@@ -81,6 +88,7 @@ impl<H> CoreCtx<H> {
             timers: RefCell::new(TimerWheel::with_capacity(0, expected)),
             limits: LivenessLimits::from_config(&shared.config),
             started: Instant::now(),
+            started_unix: SystemTime::now(),
             now_tick: Cell::new(0),
             shutdown: Latch::default(),
             drained: Latch::default(),
@@ -217,15 +225,29 @@ impl<H> CoreCtx<H> {
         self.now_tick.get()
     }
 
-    /// Arms the heartbeat/idle timer of a newly opened connection, if any is configured.
-    /// The first check is spread over the second half of the interval by the connection's id,
-    /// so connections opened together (a reconnect storm) are not checked and pinged together.
+    /// Arms the liveness timer of a newly opened connection, if a heartbeat, an idle timeout
+    /// or a token's expiry needs it. The first heartbeat check is spread over the second half
+    /// of the interval by the connection's id, so connections opened together (a reconnect
+    /// storm) are not checked and pinged together; a token that expires earlier is checked then.
     pub fn arm_liveness(&self, id: ConnId) {
-        if let Some(after) = self.limits.first_check() {
-            let after = spread_first_check(after, id.as_u64());
-            let key = self.timers.borrow_mut().arm(self.now_tick() + after, TimerSlot::of(id));
+        let heartbeat = self
+            .limits
+            .first_check()
+            .map(|after| self.now_tick() + spread_first_check(after, id.as_u64()));
+        let token = self.conns.with(id, |c| self.token_deadline(c)).flatten();
+        if let Some(deadline) = heartbeat.into_iter().chain(token).min() {
+            let key = self.timers.borrow_mut().arm(deadline, TimerSlot::of(id));
             self.conns.with(id, |c| c.timer = Some(key));
         }
+    }
+
+    /// The tick from which the connection's token is no longer honoured (its `exp` plus the
+    /// leeway), if it was admitted with one.
+    fn token_deadline(&self, conn: &super::conn::ConnState) -> Option<u64> {
+        let expires_at = conn.parts.as_ref()?.meta.token()?.expires_at();
+        let until = UNIX_EPOCH + Duration::from_secs(expires_at) + self.shared.access.token_leeway();
+        let after_start = until.duration_since(self.started_unix).unwrap_or(Duration::ZERO);
+        Some(duration_to_ticks(after_start, self.shared.config.timer_tick))
     }
 
     /// Removes a closed connection: cancels its timer and frees its slab slot.
@@ -299,9 +321,9 @@ impl<H> CoreCtx<H> {
         more
     }
 
-    /// A connection's liveness timer fired: close it if it has been silent too long, ping it if
-    /// a ping is due, and re-arm for the next check. Traffic never touches the timer; it only
-    /// moves `last_rx_tick`, which is read here.
+    /// A connection's liveness timer fired: close it if its token has expired (4001) or it has
+    /// been silent too long, ping it if a ping is due, and re-arm for the next check. Traffic
+    /// never touches the timer; it only moves `last_rx_tick`, which is read here.
     fn check_liveness(&self, id: ConnId, now: u64) {
         let LivenessLimits {
             ping_interval: interval,
@@ -310,6 +332,11 @@ impl<H> CoreCtx<H> {
         } = self.limits;
         let outcome = self.conns.with(id, |conn| {
             conn.timer = None;
+            let token_deadline = self.token_deadline(conn);
+            if token_deadline.is_some_and(|deadline| now >= deadline) {
+                conn.close(TOKEN_EXPIRED_CLOSE, "token expired");
+                return Liveness::TokenExpired;
+            }
             let last_rx = conn.last_rx_tick;
             let silent = now.saturating_sub(last_rx);
             if idle_limit.is_some_and(|limit| silent >= limit) {
@@ -324,6 +351,7 @@ impl<H> CoreCtx<H> {
                 .into_iter()
                 .flatten()
                 .map(|limit| last_rx + limit)
+                .chain(token_deadline)
                 .min();
             let mut outcome = Liveness::Alive;
             if let Some(interval) = interval {
@@ -351,6 +379,7 @@ impl<H> CoreCtx<H> {
             Some(Liveness::IdleTimeout) => self.counters().inc(Counter::IdleTimeouts),
             Some(Liveness::HeartbeatTimeout) => self.counters().inc(Counter::HeartbeatTimeouts),
             Some(Liveness::Pinged) => self.counters().inc(Counter::PingsSent),
+            Some(Liveness::TokenExpired) => self.counters().inc(Counter::TokenExpiredCloses),
             Some(Liveness::Alive) | None => {}
         }
     }
@@ -386,6 +415,7 @@ impl LivenessLimits {
 
 /// What a liveness check did.
 enum Liveness {
+    TokenExpired,
     IdleTimeout,
     HeartbeatTimeout,
     Pinged,
@@ -420,21 +450,23 @@ mod tests {
         let registry = Registry::new(1);
         let inboxes = Arc::new(Inboxes::new(1).unwrap());
         let shutdown = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let shared = Arc::new(Shared::new(
-            config,
-            registry,
-            Router::default(),
-            None,
-            inboxes,
-            shutdown,
-        ));
+        let access = crate::access::Access::from_config(&config).unwrap();
+        let routers = [Router::default(), Router::default(), Router::default()];
+        let shared = Arc::new(Shared::new(config, access, registry, routers, inboxes, shutdown));
         CoreCtx::new(0, shared, EchoHandler)
     }
 
     fn open(core: &CoreCtx<impl Handler>) -> ConnId {
+        open_with(
+            core,
+            ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new()),
+        )
+    }
+
+    fn open_with(core: &CoreCtx<impl Handler>, meta: ConnMeta) -> ConnId {
         let parts = Box::new(OpenParts {
             session: Session::new(Role::Server, 1024),
-            meta: ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new()),
+            meta,
             peer_close: None,
             role: crate::server::conn::ConnRole::Application,
         });
@@ -468,6 +500,36 @@ mod tests {
         assert!(
             first.iter().filter(|&&n| n > 0).count() >= 140,
             "pings spread over half an interval"
+        );
+    }
+
+    #[test]
+    fn a_connection_is_closed_with_4001_when_its_token_expires_and_not_before() {
+        let mut config = Config::embedded();
+        config.ping_interval = Duration::ZERO;
+        config.timer_tick = Duration::from_millis(100);
+        let core = core_with(config);
+        let started = core.started_unix.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let token = crate::access::TokenGrants::new(started + 3, None, None, None);
+        let meta = ConnMeta::new("127.0.0.1:1".parse().unwrap(), "/", None, None, Vec::new());
+        let id = open_with(&core, meta.with_token(token));
+        let plain = open(&core);
+        let deadline = core.conns.with(id, |c| core.token_deadline(c)).flatten().unwrap();
+        assert!(
+            (20..=30).contains(&deadline),
+            "exp is 2 to 3 s after the core started: {deadline}"
+        );
+        let mut due = Vec::new();
+        core.expire(deadline - 1, &mut due);
+        assert_eq!(core.conns.with(id, |c| c.close_sent()), Some(false), "not before exp");
+        core.expire(deadline, &mut due);
+        let sent = core.conns.with(id, |c| c.sent_close()).flatten();
+        assert_eq!(sent, Some((TOKEN_EXPIRED_CLOSE, "token expired".to_owned())));
+        assert_eq!(core.counters().get(Counter::TokenExpiredCloses), 1);
+        assert_eq!(
+            core.conns.with(plain, |c| c.timer.is_some()),
+            Some(false),
+            "no timer without a token"
         );
     }
 

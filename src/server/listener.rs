@@ -6,14 +6,61 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// What a listener serves.
+use crate::config::Config;
+
+/// What a listener serves: each role has its own addresses, and [`Placement`] says which role
+/// serves the endpoints that can move off the WebSocket port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ListenerRole {
-    /// The WebSocket port: upgrades, the handler's HTTP, the routes (and the observability
-    /// endpoints unless `metrics_listen` is set).
+    /// `listen`: upgrades, `/healthz`, `/readyz` and the routes an application added, plus
+    /// whatever [`Placement`] leaves here.
     WebSocket,
-    /// `metrics_listen`: the observability endpoints, `/healthz` and `/readyz` only.
+    /// `metrics_listen`: the observability endpoints, `/healthz` and `/readyz`.
     Metrics,
+    /// `admin_listen`: the application's plain HTTP (`POST /publish`), the observability
+    /// endpoints unless `metrics_listen` is set, `/healthz` and `/readyz`.
+    Admin,
+}
+
+impl ListenerRole {
+    /// Every role, in index order.
+    pub const ALL: [ListenerRole; 3] = [ListenerRole::WebSocket, ListenerRole::Metrics, ListenerRole::Admin];
+
+    /// The addresses configured for this role.
+    pub fn addrs(self, config: &Config) -> &[SocketAddr] {
+        match self {
+            ListenerRole::WebSocket => &config.listen,
+            ListenerRole::Metrics => &config.metrics_listen,
+            ListenerRole::Admin => &config.admin_listen,
+        }
+    }
+}
+
+/// Which role serves each group of endpoints that can move off the WebSocket port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// `/metrics`, `/debug/latency`, `/dashboard` and its stream.
+    pub observability: ListenerRole,
+    /// The plain requests the application's handler answers (push mode: `POST /publish`).
+    pub application: ListenerRole,
+}
+
+impl Placement {
+    /// Observability on `metrics_listen` if set, else on `admin_listen` if set; the
+    /// application's HTTP on `admin_listen` if set; the rest on the WebSocket port.
+    pub fn of(config: &Config) -> Placement {
+        let admin = match config.admin_listen.is_empty() {
+            true => ListenerRole::WebSocket,
+            false => ListenerRole::Admin,
+        };
+        Placement {
+            observability: match config.metrics_listen.is_empty() {
+                true => admin,
+                false => ListenerRole::Metrics,
+            },
+            application: admin,
+        }
+    }
 }
 
 /// Accept backlog per listener.

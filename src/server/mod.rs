@@ -38,13 +38,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::access::Access;
 use crate::config::{Config, CoreSelectionError, IoMode};
 use crate::handler::Handler;
 use crate::metrics::{MetricSource, PrometheusExport, Registry};
 use crate::observe;
 use crate::proto::handshake::Request;
 use inbox::Inboxes;
-use listener::ListenerRole;
+use listener::{ListenerRole, Placement};
 use router::{Response, Router};
 use shared::Shared;
 
@@ -104,6 +105,9 @@ pub enum ServerError {
     Spawn(std::io::Error),
 }
 
+/// The topics an upgrade request asks to subscribe to (see [`Server::subscription_topics`]).
+pub type SubscriptionTopics = Arc<dyn Fn(&Request) -> Vec<String> + Send + Sync>;
+
 /// A readiness detail: `Ok(line)` while that part is fine, `Err(line)` while it is degraded
 /// (the node still serves; `/readyz` stays 200 and prints the line).
 pub type ReadinessCheck = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
@@ -114,6 +118,7 @@ pub struct Server {
     router: Router,
     metric_sources: Vec<Arc<dyn MetricSource>>,
     readiness: Vec<ReadinessCheck>,
+    subscription_topics: Option<SubscriptionTopics>,
 }
 
 impl Server {
@@ -126,7 +131,17 @@ impl Server {
             router,
             metric_sources: Vec::new(),
             readiness: Vec::new(),
+            subscription_topics: None,
         }
+    }
+
+    /// Tells the engine which topics an upgrade request asks to subscribe to (push mode:
+    /// `?topics=`), so that a token whose `sub_topics` claim does not cover one of them is
+    /// refused with 403 before the `101`. Called after `Handler::check_upgrade` accepted the
+    /// request, only for upgrades that carry a token.
+    pub fn subscription_topics(mut self, topics: impl Fn(&Request) -> Vec<String> + Send + Sync + 'static) -> Server {
+        self.subscription_topics = Some(Arc::new(topics));
+        self
     }
 
     /// Adds metrics reported at every `/metrics` scrape (see [`MetricSource`]).
@@ -174,50 +189,43 @@ impl Server {
             .collect();
         let cpus = self.config.cores.resolve(&allowed)?;
         let driver = runtime::choose_driver(self.config.io)?;
-        let (listeners, local_addrs) =
-            listener::bind_all(&self.config.listen, cpus.len()).map_err(ServerError::Bind)?;
-        let (metrics_listeners, metrics_addrs) =
-            listener::bind_all(&self.config.metrics_listen, cpus.len()).map_err(ServerError::Bind)?;
+        let access = Access::from_config(&self.config)?;
+        let mut per_core: Vec<Vec<(std::net::TcpListener, ListenerRole)>> = cpus.iter().map(|_| Vec::new()).collect();
+        let mut bound: [Vec<SocketAddr>; 3] = Default::default();
+        for role in ListenerRole::ALL {
+            let (listeners, addrs) =
+                listener::bind_all(role.addrs(&self.config), cpus.len()).map_err(ServerError::Bind)?;
+            for (core, listeners) in per_core.iter_mut().zip(listeners) {
+                core.extend(listeners.into_iter().map(|l| (l, role)));
+            }
+            bound[role as usize] = addrs;
+        }
         let registry = Registry::new(cpus.len());
         let inboxes = Arc::new(Inboxes::new(cpus.len()).map_err(ServerError::Inbox)?);
-        let mut router = self.router;
         let shutdown = Arc::new(AtomicBool::new(false));
-        let readiness = ShutdownHandle { flag: shutdown.clone() };
-        let checks = self.readiness;
-        router.add("/readyz", Arc::new(move |_: &Request| readyz(&readiness, &checks)));
         let export = PrometheusExport::new(driver.build_info(), self.metric_sources);
-        let metrics_router = match metrics_addrs.is_empty() {
-            true => {
-                add_observability_routes(&mut router, export, &registry, self.config.dashboard);
-                None
-            }
-            false => {
-                let mut metrics_router = Router::default();
-                for path in ["/healthz", "/readyz"] {
-                    metrics_router.add(path, router.route(path).expect("added above"));
-                }
-                add_observability_routes(&mut metrics_router, export, &registry, self.config.dashboard);
-                Some(metrics_router)
-            }
-        };
-        let shared = Arc::new(Shared::new(
+        let (readiness, checks) = (ShutdownHandle { flag: shutdown.clone() }, self.readiness);
+        let dashboard = self.config.dashboard;
+        let routers = routers(
+            self.router,
+            Arc::new(move |_: &Request| readyz(&readiness, &checks)),
+            Placement::of(&self.config),
+            |router| add_observability_routes(router, export, &registry, dashboard),
+        );
+        let mut shared = Shared::new(
             self.config,
+            access,
             registry.clone(),
-            router,
-            metrics_router,
+            routers,
             inboxes.clone(),
             shutdown.clone(),
-        ));
+        );
+        shared.subscription_topics = self.subscription_topics;
+        let shared = Arc::new(shared);
         let delivery = DeliveryHandle::new(inboxes);
         let factory = Arc::new(build(&delivery));
         let mut threads = Vec::with_capacity(cpus.len());
-        let roles = listeners.into_iter().zip(metrics_listeners).map(|(public, metrics)| {
-            let public = public.into_iter().map(|l| (l, ListenerRole::WebSocket));
-            public
-                .chain(metrics.into_iter().map(|l| (l, ListenerRole::Metrics)))
-                .collect::<Vec<_>>()
-        });
-        for (index, (cpu, listeners)) in cpus.into_iter().zip(roles).enumerate() {
+        for (index, (cpu, listeners)) in cpus.into_iter().zip(per_core).enumerate() {
             let (shared, factory) = (shared.clone(), factory.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("ringcast-core-{index}"))
@@ -225,13 +233,15 @@ impl Server {
                 .map_err(ServerError::Spawn)?;
             threads.push(thread);
         }
+        let [local_addrs, metrics_addrs, admin_addrs] = bound;
         tracing::info!(
             event = "started", cores = threads.len(), driver = driver.as_str(), listen = ?local_addrs,
-            metrics_listen = ?metrics_addrs,
+            metrics_listen = ?metrics_addrs, admin_listen = ?admin_addrs,
         );
         Ok(RunningServer {
             local_addrs,
             metrics_addrs,
+            admin_addrs,
             threads,
             registry,
             driver,
@@ -239,6 +249,29 @@ impl Server {
             shutdown: ShutdownHandle { flag: shutdown },
         })
     }
+}
+
+/// The routes of each listener role: `/healthz` and `/readyz` on all, the application's routes
+/// on the WebSocket port, the observability endpoints where `placement` puts them.
+fn routers(
+    mut websocket: Router,
+    readyz: Arc<router::RouteFn>,
+    placement: Placement,
+    add_observability: impl FnOnce(&mut Router),
+) -> [Router; 3] {
+    websocket.add("/readyz", readyz);
+    let mut routers: [Router; 3] = ListenerRole::ALL.map(|role| match role {
+        ListenerRole::WebSocket => websocket.clone(),
+        _ => {
+            let mut router = Router::default();
+            for path in ["/healthz", "/readyz"] {
+                router.add(path, websocket.route(path).expect("added above"));
+            }
+            router
+        }
+    });
+    add_observability(&mut routers[placement.observability as usize]);
+    routers
 }
 
 /// Adds `/metrics`, `/debug/latency` and (if enabled) `/dashboard` to `router`.
@@ -285,6 +318,7 @@ fn readyz(shutdown: &ShutdownHandle, checks: &[ReadinessCheck]) -> Response {
 pub struct RunningServer {
     local_addrs: Vec<SocketAddr>,
     metrics_addrs: Vec<SocketAddr>,
+    admin_addrs: Vec<SocketAddr>,
     threads: Vec<JoinHandle<Result<(), ServerError>>>,
     registry: Registry,
     driver: IoDriver,
@@ -312,6 +346,12 @@ impl RunningServer {
     /// are on the WebSocket addresses).
     pub fn metrics_addrs(&self) -> &[SocketAddr] {
         &self.metrics_addrs
+    }
+
+    /// The `admin_listen` addresses actually bound (empty when publishing is on the WebSocket
+    /// addresses).
+    pub fn admin_addrs(&self) -> &[SocketAddr] {
+        &self.admin_addrs
     }
 
     /// The io driver the cores run on.

@@ -1,5 +1,6 @@
-//! What every core of a server shares: the configuration, the counters, the router, the
-//! inboxes, and the process-wide connection limits (touched on connect and close only).
+//! What every core of a server shares: the configuration, the access rules, the counters, the
+//! routers, the inboxes, and the process-wide connection limits (touched on connect and close
+//! only).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -7,19 +8,25 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::inbox::Inboxes;
-use super::listener::ListenerRole;
+use super::listener::{ListenerRole, Placement};
 use super::router::Router;
+use super::SubscriptionTopics;
+use crate::access::Access;
 use crate::config::Config;
 use crate::metrics::Registry;
 
 /// State shared by all cores (read-mostly; touched on connect and close, never per message).
 pub(crate) struct Shared {
     pub config: Config,
+    /// The access rules (and the handshake rate table).
+    pub access: Access,
     pub registry: Registry,
-    /// The routes of the WebSocket addresses.
-    pub router: Router,
-    /// The routes of `metrics_listen`, when it is set.
-    pub metrics_router: Option<Router>,
+    /// The routes of each listener role, by [`ListenerRole::ALL`] index.
+    routers: [Router; 3],
+    /// Which role serves the endpoints that can move off the WebSocket port.
+    placement: Placement,
+    /// The topics an upgrade asks to subscribe to, checked against its token's grants.
+    pub subscription_topics: Option<SubscriptionTopics>,
     /// Every core's inbox for frames sent from elsewhere.
     pub inboxes: Arc<Inboxes>,
     open_connections: AtomicUsize,
@@ -40,17 +47,19 @@ impl Shared {
     /// The state for a server about to start its cores.
     pub fn new(
         config: Config,
+        access: Access,
         registry: Registry,
-        router: Router,
-        metrics_router: Option<Router>,
+        routers: [Router; 3],
         inboxes: Arc<Inboxes>,
         shutdown: Arc<AtomicBool>,
     ) -> Shared {
         Shared {
+            placement: Placement::of(&config),
             config,
+            access,
             registry,
-            router,
-            metrics_router,
+            routers,
+            subscription_topics: None,
             inboxes,
             open_connections: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
@@ -60,16 +69,18 @@ impl Shared {
 
     /// The routes a listener with `role` serves.
     pub fn router(&self, role: ListenerRole) -> &Router {
-        match (role, &self.metrics_router) {
-            (ListenerRole::Metrics, Some(router)) => router,
-            _ => &self.router,
-        }
+        &self.routers[role as usize]
     }
 
     /// Whether a listener with `role` serves the observability endpoints (the dashboard and
     /// its stream among them).
     pub fn serves_observability(&self, role: ListenerRole) -> bool {
-        role == ListenerRole::Metrics || self.metrics_router.is_none()
+        self.placement.observability == role
+    }
+
+    /// Whether a listener with `role` hands plain requests to the application's handler.
+    pub fn serves_application_http(&self, role: ListenerRole) -> bool {
+        self.placement.application == role
     }
 
     /// Reserves a slot under `max_connections` and `max_connections_per_ip`.

@@ -16,11 +16,12 @@ use super::router::encode_response;
 use super::shared::LimitHit;
 use super::socket::{linger_close, write_all};
 use super::sys::{recv_nonblocking, ReadOutcome};
+use crate::access::{check_subscribe_grants, Access, Denied, DenyReason, TokenGrants};
 use crate::api::{ConnMeta, HttpReply};
 use crate::handler::Handler;
 use crate::metrics::Counter;
 use crate::observe;
-use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request};
+use crate::proto::handshake::{parse_request, upgrade_response, validate_upgrade, HttpError, Request, Upgrade};
 use crate::proto::session::{Role, Session};
 
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
@@ -30,7 +31,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     let _ = stream.set_nodelay(true);
     let (request, mut buffer) = match read_request(&core, &stream, fd).await {
         Ok(found) => found,
-        Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error).await,
+        Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error.into()).await,
         Err(HeadFailure::Timeout) => {
             core.counters().inc(Counter::HandshakeTimeouts);
             tracing::info!(event = "handshake_timeout", core = core.index, peer = %peer, "no complete upgrade request in time");
@@ -41,11 +42,16 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
             return;
         }
     };
+    // From here `peer` is the client: the TCP peer, or the address a trusted proxy forwarded.
+    let peer = core.shared.access.client(peer, &request);
     if !request.wants_websocket() {
         core.counters().inc(Counter::HttpRequests);
+        if let Err(denied) = core.shared.access.check_admin(&request) {
+            return reject(&core, &stream, fd, peer, &denied.into()).await;
+        }
         let response = match answer_http(&core, &stream, fd, &request, buffer, role).await {
             Ok(response) => response,
-            Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error).await,
+            Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error.into()).await,
             Err(HeadFailure::Timeout | HeadFailure::Aborted) => {
                 core.counters().inc(Counter::HandshakeAborted);
                 return;
@@ -57,16 +63,26 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         return;
     }
     let config = &core.shared.config;
-    let (upgrade, conn_role) = match admit(&core, &request, peer, role) {
+    let (upgrade, conn_role, token) = match admit(&core, &request, peer, role) {
         Ok(admitted) => admitted,
-        Err(error) => return reject(&core, &stream, fd, peer, &error).await,
+        Err(refusal) => return reject(&core, &stream, fd, peer, &refusal).await,
     };
     if write_all(&stream, fd, &upgrade_response(&upgrade)).await.is_err() {
         core.shared.close_connection(peer.ip());
         core.counters().inc(Counter::HandshakeAborted);
         return;
     }
-    let meta = connection_meta(&request, peer, upgrade.protocol, &config.keep_headers);
+    let meta = connection_meta(
+        &core.shared.access,
+        &request,
+        peer,
+        upgrade.protocol,
+        &config.keep_headers,
+    );
+    let meta = match token {
+        Some(token) => meta.with_token(token),
+        None => meta,
+    };
     let session = Session::new(Role::Server, config.max_message_size);
     let handshake = accepted_at.elapsed();
     core.observer
@@ -99,41 +115,75 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     core.opened(id, early);
 }
 
-/// Decides an upgrade: path, RFC 6455 rules, the handler's check (not for the engine's own
-/// dashboard stream), shutdown, and the connection limits.
+/// A request refused before the upgrade: the response, and why when access control refused it.
+struct Refusal {
+    error: HttpError,
+    access: Option<DenyReason>,
+}
+
+impl From<HttpError> for Refusal {
+    fn from(error: HttpError) -> Refusal {
+        Refusal { error, access: None }
+    }
+}
+
+impl From<Denied> for Refusal {
+    fn from(denied: Denied) -> Refusal {
+        Refusal {
+            error: denied.error,
+            access: Some(denied.reason),
+        }
+    }
+}
+
+/// Decides an upgrade from `peer` (the client): path, handshake rate, RFC 6455 rules, origin,
+/// token, the handler's check and the token's topics (not for the engine's own dashboard
+/// stream, which needs the admin token instead), shutdown, and the connection limits.
 fn admit<H: Handler>(
     core: &CoreCtx<H>,
     request: &Request,
     peer: SocketAddr,
     role: ListenerRole,
-) -> Result<(crate::proto::handshake::Upgrade, ConnRole), HttpError> {
-    let config = &core.shared.config;
-    let conn_role = match request.path == observe::STATS_STREAM_PATH
-        && config.dashboard
-        && core.shared.serves_observability(role)
-    {
-        true => ConnRole::Dashboard,
-        false if role == ListenerRole::WebSocket && config.accepts_ws_path(&request.path) => ConnRole::Application,
-        false => return Err(HttpError::new(404, "no WebSocket endpoint at this path")),
-    };
-    let upgrade = match conn_role {
+) -> Result<(Upgrade, ConnRole, Option<TokenGrants>), Refusal> {
+    let shared = &core.shared;
+    let (config, access) = (&shared.config, &shared.access);
+    let conn_role =
+        match request.path == observe::STATS_STREAM_PATH && config.dashboard && shared.serves_observability(role) {
+            true => ConnRole::Dashboard,
+            false if role == ListenerRole::WebSocket && config.accepts_ws_path(&request.path) => ConnRole::Application,
+            false => return Err(HttpError::new(404, "no WebSocket endpoint at this path").into()),
+        };
+    access.check_rate(peer.ip())?;
+    let (upgrade, token) = match conn_role {
         ConnRole::Application => {
             let upgrade = validate_upgrade(request, &config.subprotocols)?;
+            access.check_origin(request)?;
+            let token = access.verify_token(request)?;
             core.call_for_core(|h| h.check_upgrade(request))
                 .unwrap_or_else(|| Err(HttpError::new(500, "internal error")))?;
-            upgrade
+            if let (Some(token), Some(topics_of)) = (&token, &shared.subscription_topics) {
+                check_subscribe_grants(token, topics_of(request).iter().map(String::as_str))?;
+            }
+            (upgrade, token)
         }
-        ConnRole::Dashboard => validate_upgrade(request, &[])?,
+        ConnRole::Dashboard => {
+            access.check_admin(request)?;
+            (validate_upgrade(request, &[])?, None)
+        }
     };
     if core.shutdown.is_fired() {
-        return Err(HttpError::new(503, "server is shutting down").with_header("Retry-After", "1"));
+        return Err(HttpError::new(503, "server is shutting down")
+            .with_header("Retry-After", "1")
+            .into());
     }
-    match core.shared.try_open_connection(peer.ip()) {
-        Ok(()) => Ok((upgrade, conn_role)),
-        Err(LimitHit::Total) => Err(HttpError::new(503, "connection limit reached").with_header("Retry-After", "1")),
-        Err(LimitHit::PerIp) => {
-            Err(HttpError::new(429, "too many connections from this address").with_header("Retry-After", "1"))
-        }
+    match shared.try_open_connection(peer.ip()) {
+        Ok(()) => Ok((upgrade, conn_role, token)),
+        Err(LimitHit::Total) => Err(HttpError::new(503, "connection limit reached")
+            .with_header("Retry-After", "1")
+            .into()),
+        Err(LimitHit::PerIp) => Err(HttpError::new(429, "too many connections from this address")
+            .with_header("Retry-After", "1")
+            .into()),
     }
 }
 
@@ -149,9 +199,10 @@ async fn answer_http<H: Handler>(
 ) -> Result<Vec<u8>, HeadFailure> {
     let config = &core.shared.config;
     let router = core.shared.router(role);
-    if role == ListenerRole::Metrics {
-        // The observability address serves its routes only, never the handler.
-        return Ok(router.respond(request, |_| false));
+    let upgrades_at = |path: &str| role == ListenerRole::WebSocket && config.accepts_ws_path(path);
+    if !core.shared.serves_application_http(role) {
+        // This address serves its routes only, never the handler.
+        return Ok(router.respond(request, upgrades_at));
     }
     let mut body = buffer.split_off(request.head_len);
     if let BodyLength::Exactly(length) = body_length(request, config.max_http_body).map_err(HeadFailure::Http)? {
@@ -165,7 +216,7 @@ async fn answer_http<H: Handler>(
     let reply = core.call_for_core(|h| h.on_http(&mut core.core_context(), request, &body));
     let response = match reply {
         None => return Err(HeadFailure::Http(HttpError::new(500, "internal error"))),
-        Some(None) => return Ok(router.respond(request, |path| config.accepts_ws_path(path))),
+        Some(None) => return Ok(router.respond(request, upgrades_at)),
         Some(Some(HttpReply::Ready(response))) => response,
         Some(Some(HttpReply::Pending(token))) => {
             match monoio::time::timeout(config.http_reply_timeout, core.http.wait(token)).await {
@@ -249,16 +300,37 @@ async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Re
         .map_err(|_| HeadFailure::Timeout)?
 }
 
-/// Answers a bad request with its status and a one-line reason, counts it, logs it, closes.
-async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: SocketAddr, error: &HttpError) {
+/// Answers a refused request with its status and a one-line reason, counts it (by status, and
+/// by reason when access control refused it), logs it, closes.
+async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: SocketAddr, refusal: &Refusal) {
+    let error = &refusal.error;
     core.counters().inc(Counter::for_rejection(error.status));
-    tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = %error.reason);
+    match refusal.access {
+        Some(access) => {
+            core.counters().inc(access.counter());
+            tracing::info!(
+                event = "rejected", core = core.index, peer = %peer, status = error.status, reason = %error.reason,
+                access = access.as_str(),
+            );
+        }
+        None => {
+            tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = %error.reason)
+        }
+    }
     if write_all(stream, fd, &error.to_response()).await.is_ok() {
         linger_close(core, stream, fd).await;
     }
 }
 
-fn connection_meta(request: &Request, peer: SocketAddr, protocol: Option<String>, keep: &[String]) -> ConnMeta {
+/// What the connection keeps of its request: the client, the target (without the token), the
+/// subprotocol and the kept headers.
+fn connection_meta(
+    access: &Access,
+    request: &Request,
+    peer: SocketAddr,
+    protocol: Option<String>,
+    keep: &[String],
+) -> ConnMeta {
     let headers = keep
         .iter()
         .filter_map(|name| {
@@ -266,5 +338,6 @@ fn connection_meta(request: &Request, peer: SocketAddr, protocol: Option<String>
             Some((name.to_ascii_lowercase(), String::from_utf8_lossy(value).into_owned()))
         })
         .collect();
-    ConnMeta::new(peer, &request.path, request.query.as_deref(), protocol, headers)
+    let query = access.kept_query(request.query.as_deref());
+    ConnMeta::new(peer, &request.path, query.as_deref(), protocol, headers)
 }
