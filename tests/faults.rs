@@ -232,6 +232,49 @@ fn flood_until_blocked(addr: SocketAddr) -> TcpStream {
     panic!("TCP never pushed back on a client that reads nothing ({written} bytes taken)");
 }
 
+/// Per round, 8 clients send echo requests as fast as TCP takes them and read none of the
+/// replies, then are reset. The engine stops reading a connection once 64 KiB of its replies
+/// are pending, so TCP, not the server's memory, must absorb what they send: while all 8 are
+/// stuck, the server holds at most a few hundred KiB for them (replies pending, and input that
+/// was on its way when reading stopped), within `RSS_SLACK` of its resident memory after the
+/// warm-up (one flooding client).
+#[test]
+fn clients_that_flood_without_reading_are_held_back_by_tcp_not_by_server_memory() {
+    const FLOODERS: usize = 8;
+    for driver in DRIVERS {
+        let server = server(driver, &[]);
+        let mut stuck_peak = 0;
+        let label = format!("{driver} flood without reading");
+        let start = in_rounds(&server, &label, 0, |round| {
+            let addr = server.addr;
+            let flooders: Vec<TcpStream> = (0..if round == 0 { 1 } else { FLOODERS })
+                .map(|_| std::thread::spawn(move || flood_until_blocked(addr)))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .collect();
+            if round > 0 {
+                stuck_peak = stuck_peak.max(server.resident_bytes());
+            }
+            flooders.into_iter().for_each(|s| Leave::Reset.now(s));
+        });
+        eprintln!("{label}: VmRSS with {FLOODERS} stuck flooders at most {stuck_peak}");
+        assert!(
+            stuck_peak <= start + RSS_SLACK,
+            "{label}: {stuck_peak} bytes resident with {FLOODERS} stuck flooders, {start} after the warm-up \
+             (bound: + {RSS_SLACK})"
+        );
+        let flooders = (1 + MEASURED_ROUNDS * FLOODERS) as u64;
+        server.wait_for_metric_eq("ringcast_connections_closed_total{by=\"error\"}", flooders);
+        assert_eq!(
+            server.metric("ringcast_reset_by_peer_total") + server.metric("ringcast_write_errors_total"),
+            flooders,
+            "{label}: each ended by its reset"
+        );
+        assert_still_serves(&server);
+    }
+}
+
 /// The first half of an upgrade request whose head is `HELD` bytes long (a padding header).
 fn half_a_request_head() -> Vec<u8> {
     let request = upgrade_request("/");
