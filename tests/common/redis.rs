@@ -52,6 +52,14 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Stops (SIGSTOP, `true`) or continues (SIGCONT, `false`) it: Redis hanging, its
+    /// connections open.
+    pub fn pause(&self, stopped: bool) {
+        let signal = if stopped { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: plain kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
     /// Kills it (SIGKILL: Redis lost, not shut down); returns its port for a restart.
     pub fn stop(mut self) -> u16 {
         let _ = self.child.kill();
