@@ -867,3 +867,68 @@ fn churned_connections_leave_nothing_behind() {
         assert_eq!(server.metric("ringcast_messages_received_total"), churned);
     }
 }
+
+/// The state of the server's end of the TCP connection `server` <- `client`, from
+/// `/proc/net/tcp` (`01` ESTABLISHED, ...), or `None` once it is gone.
+fn server_socket_state(server: SocketAddr, client: SocketAddr) -> Option<String> {
+    let hex = |a: SocketAddr| format!("0100007F:{:04X}", a.port());
+    let (local, remote) = (hex(server), hex(client));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[1] == local && fields[2] == remote).then(|| fields[3].to_owned())
+        })
+}
+
+/// A client that asks for a plain-HTTP response larger than the socket buffers take (16 MiB:
+/// an application route; the built-in ones are small enough for loopback's buffers) and then
+/// reads nothing must not hold its connection forever: the server gives up on the write after
+/// the handshake timeout (300 ms here), counts a handshake timeout and closes its end.
+/// In-process, as no route of the binary answers that much.
+#[test]
+fn a_client_that_never_reads_its_http_response_is_dropped() {
+    use ringcast::config::{Config, CoreSelection, IoMode};
+    for io in [IoMode::Uring, IoMode::Epoll] {
+        let mut config = Config::embedded();
+        config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.cores = CoreSelection::Count(1);
+        config.io = io;
+        config.handshake_timeout = Duration::from_millis(300);
+        config.close_timeout = Duration::from_millis(300);
+        config.log_level = "off".into();
+        let big = vec![b'x'; 16 << 20];
+        let server = ringcast::Server::new(config)
+            .route("/big", move |_| ringcast::api::Response {
+                status: 200,
+                content_type: "text/plain".into(),
+                body: big.clone(),
+            })
+            .start(|_| ringcast::EchoHandler)
+            .unwrap();
+        let addr = server.local_addrs()[0];
+        let stuck = tiny_window(addr, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+        let client = stuck.local_addr().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match server_socket_state(addr, client) {
+                Some(state) if state == "01" => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{io:?}: the server still holds a connection whose client reads nothing"
+                    );
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(
+            server.registry().total(ringcast::metrics::Counter::HandshakeTimeouts),
+            1,
+            "{io:?}: counted as a handshake timeout"
+        );
+        drop(stuck);
+    }
+}
