@@ -4,67 +4,9 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::push::{publish, split_response, Subscriber};
+use common::push::{publish, Subscriber};
+use common::redis::{wait_ready, RedisServer};
 use common::ServerProcess;
-
-/// A `redis-server` on a loopback port, without persistence; killed on drop.
-struct RedisServer {
-    port: u16,
-    child: Child,
-}
-
-impl RedisServer {
-    fn start_on(port: u16) -> RedisServer {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server; .ci/run does it)");
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on {addr}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer { port, child }
-    }
-
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        RedisServer::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn node(redis: &str) -> ServerProcess {
     let server = ServerProcess::start(
@@ -73,22 +15,6 @@ fn node(redis: &str) -> ServerProcess {
     );
     wait_ready(&server, "redis: connected");
     server
-}
-
-/// Waits (bounded) until `/readyz` contains `line`; returns the body.
-fn wait_ready(server: &ServerProcess, line: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = split_response(&server.http("GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n"));
-        if status == 200 && body.contains(line) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never said {line:?}; last: {status} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A redis-server, two nodes on it, and a subscriber of `topic` on each.

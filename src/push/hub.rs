@@ -104,6 +104,9 @@ pub struct TopicPosition {
     pub seq: u64,
     /// Who sequenced it last.
     pub origin: Origin,
+    /// The last position Redis sequenced that this node has taken (also while the topic runs
+    /// a local epoch): a resync reads what follows it.
+    pub redis: Option<Sequenced>,
 }
 
 /// The topics of one shard, by name.
@@ -123,6 +126,10 @@ struct TopicLog {
     /// Bit `i`: core `i` has subscribers.
     cores: u64,
     origin: Origin,
+    /// The last position Redis sequenced that this node took. Kept while the topic runs a
+    /// local epoch (Redis unreachable), so that once Redis is back what was delivered before
+    /// the outage is neither read again by the resync nor delivered twice.
+    redis_last: Option<Sequenced>,
 }
 
 impl TopicLog {
@@ -209,12 +216,18 @@ impl Hub {
     pub fn accept_sequenced(&self, topic: &str, at: Sequenced, payload: &Payload) -> Result<bool, TopicLimit> {
         let mut shard = self.shard(topic);
         let log = self.topic(&mut shard, topic, Origin::Redis)?;
-        if log.epoch != at.epoch || log.origin != Origin::Redis {
-            log.restart(at.epoch, Origin::Redis);
-        } else if at.seq <= log.seq {
+        if log
+            .redis_last
+            .is_some_and(|last| last.epoch == at.epoch && at.seq <= last.seq)
+        {
+            // Held, or delivered before the topic went local.
             return Ok(false);
         }
+        if log.epoch != at.epoch || log.origin != Origin::Redis {
+            log.restart(at.epoch, Origin::Redis);
+        }
         self.append(log, at.seq, payload);
+        log.redis_last = Some(at);
         Ok(true)
     }
 
@@ -278,6 +291,7 @@ impl Hub {
                         epoch: log.epoch,
                         seq: log.seq,
                         origin: log.origin,
+                        redis: log.redis_last,
                     })
                     .collect::<Vec<_>>()
             })
@@ -327,6 +341,7 @@ impl Hub {
                 history: VecDeque::new(),
                 cores: 0,
                 origin,
+                redis_last: None,
             };
             shard.insert(name, log);
         }

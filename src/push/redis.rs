@@ -8,7 +8,10 @@
 //! - Every node subscribes to that channel and hands what arrives to its [`Hub`] (which frames
 //!   it once and fans it out to the cores), so every node mirrors every topic's history.
 //! - On every (re)connect the node resyncs: for each topic in Redis or held here it reads the
-//!   stream entries it lacks, so messages published while it was cut off are not lost.
+//!   stream entries after the last one it took from Redis (before an outage too), so messages
+//!   published while it was cut off are not lost and those it delivered are not delivered
+//!   again. Publishes go through Redis again from the moment the node is subscribed, before
+//!   the resync (none is sequenced locally while it catches up).
 //! - Redis unreachable: publishes are sequenced locally under a new epoch (local delivery keeps
 //!   working; subscribers see the epoch change), the node says so in `/readyz`, a log line
 //!   and `ringcast_redis_connected`, and it reconnects with backoff (0.1 s doubling to 5 s).
@@ -65,7 +68,11 @@ const QUIET_PING: Duration = Duration::from_secs(2);
 /// The link's state, shared by the two threads, `/readyz` and `/metrics`.
 #[derive(Debug, Default)]
 pub(crate) struct LinkState {
+    /// Connected and caught up (`/readyz`, `ringcast_redis_connected`).
     up: AtomicBool,
+    /// Subscribed to the channel: publishes go through Redis (from before the resync, so
+    /// that none is sequenced locally while the node catches up).
+    publishing: AtomicBool,
     connects: AtomicU64,
     received: AtomicU64,
     local_fallbacks: AtomicU64,
@@ -77,9 +84,14 @@ impl LinkState {
         self.up.load(Ordering::Relaxed)
     }
 
+    fn is_publishing(&self) -> bool {
+        self.publishing.load(Ordering::Relaxed)
+    }
+
     /// Marks the link down (logging once per outage).
     fn down(&self, error: &redis::RedisError) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error.to_string();
+        self.publishing.store(false, Ordering::Relaxed);
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(event = "redis_down", error = %error, "Redis unreachable: publishing and delivering on this node only, reconnecting");
         }
@@ -245,7 +257,7 @@ impl Publisher {
                 .items
                 .iter()
                 .map(|p| {
-                    let outcome = match self.state.is_up() {
+                    let outcome = match self.state.is_publishing() {
                         true => self.publish(&p.topic, &p.payload),
                         false => Err(redis::RedisError::from((redis::ErrorKind::Io, "link down"))),
                     };
@@ -253,7 +265,7 @@ impl Publisher {
                         // A failure while the link is up is this connection's or this script's:
                         // reconnect for the next publish. The subscriber thread owns the link
                         // state and notices an outage on its own connection.
-                        if self.state.is_up() {
+                        if self.state.is_publishing() {
                             tracing::warn!(event = "redis_publish_failed", topic = %p.topic, error = %error, "publishing on this node only");
                             self.connection = None;
                         }
@@ -339,6 +351,9 @@ impl Subscriber {
         let mut pubsub = listening.as_pubsub();
         pubsub.subscribe(self.keys.channel())?;
         pubsub.set_read_timeout(Some(POLL))?;
+        // From here every message Redis sequences reaches this node; the resync reads what
+        // came before, and the channel's copies of what it read are dropped as duplicates.
+        self.state.publishing.store(true, Ordering::Relaxed);
         self.resync(&mut data)?;
         drop(data);
         self.state.connects.fetch_add(1, Ordering::Relaxed);
@@ -411,9 +426,9 @@ impl Subscriber {
             let (Some(epoch), Some(last)) = (epoch.and_then(|e| e.parse::<Epoch>().ok()), last) else {
                 continue;
             };
-            let here = held.iter().find(|p| *p.topic == *topic);
+            let here = held.iter().find(|p| *p.topic == *topic).and_then(|p| p.redis);
             let from = match here {
-                Some(p) if p.epoch == epoch && p.origin == super::hub::Origin::Redis => p.seq + 1,
+                Some(last) if last.epoch == epoch => last.seq + 1,
                 _ => 1,
             };
             if from > last {

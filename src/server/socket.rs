@@ -2,6 +2,7 @@
 //! epoll data path, the closing phase and the handshake.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use monoio::net::TcpStream;
@@ -13,6 +14,7 @@ use super::input::receive;
 use super::sys::{recv_nonblocking, send_nonblocking, send_vectored_nonblocking, shutdown_write, ReadOutcome};
 use crate::api::ConnId;
 use crate::handler::Handler;
+use crate::metrics::Counter;
 use crate::proto::session::ProtocolError;
 
 /// Once this much output is queued, reading stops until it is flushed: input is consumed no
@@ -95,6 +97,26 @@ pub(crate) async fn write_all(stream: &TcpStream, fd: RawFd, mut data: &[u8]) ->
         data = &data[written..];
     }
     Ok(())
+}
+
+/// Writes a plain-HTTP response, giving up after the handshake timeout: a client that does
+/// not read its response must not hold its connection (and the response) forever. Counted
+/// and logged as a handshake timeout.
+pub(crate) async fn write_response<H>(
+    core: &CoreCtx<H>,
+    stream: &TcpStream,
+    fd: RawFd,
+    peer: SocketAddr,
+    data: &[u8],
+) -> io::Result<()> {
+    match monoio::time::timeout(core.shared.config.handshake_timeout, write_all(stream, fd, data)).await {
+        Ok(written) => written,
+        Err(_) => {
+            core.counters().inc(Counter::HandshakeTimeouts);
+            tracing::info!(event = "handshake_timeout", core = core.index, peer = %peer, "response not read in time");
+            Err(io::ErrorKind::TimedOut.into())
+        }
+    }
 }
 
 /// Half-closes, then discards input until the peer closes (bounded by the close timeout), so

@@ -14,7 +14,7 @@ use super::http::{body_length, BodyLength};
 use super::listener::ListenerRole;
 use super::router::encode_response;
 use super::shared::LimitHit;
-use super::socket::{linger_close, write_all};
+use super::socket::{linger_close, write_all, write_response};
 use super::sys::{recv_nonblocking, ReadOutcome};
 use crate::access::{check_subscribe_grants, Access, Denied, DenyReason, TokenGrants};
 use crate::api::{ConnMeta, HttpReply};
@@ -57,7 +57,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
                 return;
             }
         };
-        if write_all(&stream, fd, &response).await.is_ok() {
+        if write_response(&core, &stream, fd, peer, &response).await.is_ok() {
             linger_close(&core, &stream, fd).await;
         }
         return;

@@ -167,6 +167,33 @@ impl ServerProcess {
         }
         panic!("{series} never reached {value} (now {})", self.metric(series));
     }
+
+    /// Waits (bounded) until `series` is exactly `value` (e.g. open connections back to 0).
+    pub fn wait_for_metric_eq(&self, series: &str, value: u64) {
+        for _ in 0..400 {
+            if self.metric(series) == value {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("{series} never came to {value} (now {})", self.metric(series));
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory (`VmRSS` in `/proc/PID/status`), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+        kib * 1024
+    }
 }
 
 impl Drop for ServerProcess {
@@ -347,3 +374,4 @@ impl RawWs {
 
 pub mod browser;
 pub mod push;
+pub mod redis;

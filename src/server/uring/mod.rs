@@ -13,6 +13,11 @@
 //!   go to the kernel in one `io_uring_enter`, which also collects the completions.
 //! - **Backpressure**: with 64 KiB of replies pending the recv is cancelled, and re-armed once
 //!   they are written, so a client that does not read is slowed by TCP, not by our memory.
+//!   Where the kernel can (Linux 6.17+), each recv ends after [`RECV_LIMIT`] bytes and is
+//!   re-armed at the connection's next service: otherwise one recv takes all the bytes its
+//!   socket holds, up to the whole buffer pool, in one go, and what arrives after the pause
+//!   decision is held for that connection (up to the pool's size, for a client that sends
+//!   without reading; one log line at start-up says when the limit is missing).
 //! - **Ending**: the recv (and a send in flight) are cancelled; once their last completions
 //!   are in, the socket goes to the closing phase. Completions name their connection by slab
 //!   key and generation, so a stale one never reaches the slot's next occupant.
@@ -139,6 +144,11 @@ struct Held {
 /// Held input is decoded this much at a time, re-checking the replies queue in between.
 const HELD_CHUNK: usize = 64 * 1024;
 
+/// Bytes one multishot recv receives before it ends and is re-armed (where the kernel limits
+/// recvs; its last buffer may go past it): about what a connection can hold beyond the pause
+/// decision, as with the epoll data path's 64 KiB reads.
+const RECV_LIMIT: u32 = FLUSH_BEFORE_READING as u32;
+
 /// One core's io_uring data path.
 struct Uring<H> {
     core: Rc<CoreCtx<H>>,
@@ -159,6 +169,8 @@ struct Uring<H> {
     completions: Vec<cqueue::Entry>,
     /// Submissions waiting for room in the submission queue.
     backlog: VecDeque<squeue::Entry>,
+    /// Whether recvs end after [`RECV_LIMIT`] bytes.
+    recv_limit: bool,
 }
 
 /// Sets up the core's ring and buffer pool; the returned future then runs the core's open
@@ -167,6 +179,13 @@ struct Uring<H> {
 pub(crate) fn start<H: Handler>(core: Rc<CoreCtx<H>>, sizes: RingSizes) -> io::Result<impl Future<Output = ()>> {
     let ring = ring::build(sizes.cq_entries)?;
     let buffers = BufRing::register(&ring.submitter(), sizes.buffers, sizes.buffer_size)?;
+    let recv_limit = ring::recv_byte_limit_supported();
+    if !recv_limit && core.index == 0 {
+        tracing::info!(
+            event = "uring_recv_unlimited", core = core.index,
+            "this kernel cannot limit a multishot recv (Linux 6.17+): a client that sends without reading holds up to the buffer pool of input"
+        );
+    }
     // SAFETY: `dup` returns a fresh descriptor that nothing else owns.
     let dup = unsafe { libc::fcntl(ring.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
@@ -186,6 +205,7 @@ pub(crate) fn start<H: Handler>(core: Rc<CoreCtx<H>>, sizes: RingSizes) -> io::R
         held: HashMap::new(),
         completions: Vec::with_capacity(256),
         backlog: VecDeque::new(),
+        recv_limit,
     };
     let core = driver.core.clone();
     let inbox = core.inbox();
@@ -575,9 +595,12 @@ impl<H: Handler> Uring<H> {
         }) else {
             return;
         };
-        let entry = opcode::RecvMulti::new(types::Fd(fd), GROUP)
+        let mut entry = opcode::RecvMulti::new(types::Fd(fd), GROUP)
             .build()
             .user_data(conn_data(Tag::Recv, id));
+        if self.recv_limit {
+            entry = ring::with_byte_limit(entry, RECV_LIMIT);
+        }
         self.push(entry);
     }
 

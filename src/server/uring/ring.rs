@@ -3,8 +3,9 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 
-use io_uring::{cqueue, opcode, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 
 use super::bufring::{BufRing, GROUP};
 
@@ -77,6 +78,61 @@ pub fn probe() -> Result<(), String> {
             "multishot recv misbehaved (result {result}, buffer {bid:?}, more {more}; needs Linux 6.0 or later)"
         )),
     }
+}
+
+/// Sets the byte limit of a multishot recv: the kernel ends it (a last completion without
+/// `IORING_CQE_F_MORE`) once it has received `limit` bytes. The limit lives in the entry's
+/// `optlen` field, which the `io-uring` crate's builder does not expose.
+pub(crate) fn with_byte_limit(mut entry: squeue::Entry, limit: u32) -> squeue::Entry {
+    /// Offset of `optlen` (a union with `file_index`) in the kernel's 64-byte SQE.
+    const OPTLEN: usize = 44;
+    const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+    // SAFETY: `Entry` is `#[repr(C)]` around the kernel's `io_uring_sqe` (64 bytes, checked
+    // above), whose bytes 44..48 are the `optlen` union member.
+    unsafe {
+        (&mut entry as *mut squeue::Entry)
+            .cast::<u8>()
+            .add(OPTLEN)
+            .cast::<u32>()
+            .write_unaligned(limit)
+    };
+    entry
+}
+
+/// Whether this kernel ends a multishot recv after a byte limit (Linux 6.17 and later; older
+/// kernels refuse the limit with `EINVAL`). Probed once per process, on a ring of its own.
+pub(crate) fn recv_byte_limit_supported() -> bool {
+    static SUPPORTED: OnceLock<bool> = OnceLock::new();
+    *SUPPORTED.get_or_init(|| probe_byte_limit().unwrap_or(false))
+}
+
+/// Arms a multishot recv limited to 1 byte on a socket pair, writes 2 bytes: the limit works
+/// if the recv delivers them and ends (without the limit it stays armed; kernels that do not
+/// know it refuse it).
+fn probe_byte_limit() -> io::Result<bool> {
+    let mut ring = build(8)?;
+    let mut buffers = BufRing::register(&ring.submitter(), 2, 64)?;
+    let (ours, theirs) = socket_pair()?;
+    let recv = opcode::RecvMulti::new(types::Fd(ours.as_raw_fd()), GROUP)
+        .build()
+        .user_data(1);
+    // SAFETY: the SQE refers to a descriptor and a buffer group that outlive the ring's use.
+    unsafe { ring.submission().push(&with_byte_limit(recv, 1)) }
+        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    // SAFETY: writes two bytes from a static buffer to our own socket.
+    if unsafe { libc::send(theirs.as_raw_fd(), b"xy".as_ptr().cast(), 2, libc::MSG_NOSIGNAL) } != 2 {
+        return Err(io::Error::last_os_error());
+    }
+    ring.submit_and_wait(1)?;
+    let Some(cqe) = ring.completion().next() else {
+        return Ok(false);
+    };
+    if let Some(bid) = cqueue::buffer_select(cqe.flags()) {
+        buffers.filled(bid, 1);
+    }
+    // The last recv may take more than the limit left (a whole buffer): the kernel counts
+    // the limit down and ends the recv once it is used up.
+    Ok(cqe.result() > 0 && !cqueue::more(cqe.flags()))
 }
 
 /// A connected pair of non-blocking Unix stream sockets.
