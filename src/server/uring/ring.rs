@@ -99,7 +99,7 @@ pub(crate) fn with_byte_limit(mut entry: squeue::Entry, limit: u32) -> squeue::E
     entry
 }
 
-/// Whether this kernel ends a multishot recv after a byte limit (Linux 6.17 and later; older
+/// Whether this kernel ends a multishot recv after a byte limit (`optlen`, added in 2025: 6.18 has it; older
 /// kernels refuse the limit with `EINVAL`). Probed once per process, on a ring of its own.
 pub(crate) fn recv_byte_limit_supported() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
