@@ -1,6 +1,9 @@
 //! Fault tests over the real binary, under both io drivers: clients killed mid-frame and
-//! mid-handshake, half-open connections, subscribers that stop reading while publishes flow,
-//! SIGTERM under load, and Redis lost under load.
+//! mid-handshake, half-open connections (write side shut; pings no longer answered), clients
+//! that flood without reading, subscribers that stop reading while publishes flow, SIGTERM
+//! under load, Redis killed and Redis hung under load, and connection churn (the soak in
+//! small; `benches/soak.sh` runs 500,000). One test runs in-process: a client that never
+//! reads a large plain-HTTP response (no route of the binary answers that much).
 //!
 //! Most faults run in rounds on one server: a warm-up round, then [`MEASURED_ROUNDS`] rounds of
 //! the same work. After every round no WebSocket connection is open (`ringcast_connections_open`

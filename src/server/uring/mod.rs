@@ -13,7 +13,7 @@
 //!   go to the kernel in one `io_uring_enter`, which also collects the completions.
 //! - **Backpressure**: with 64 KiB of replies pending the recv is cancelled, and re-armed once
 //!   they are written, so a client that does not read is slowed by TCP, not by our memory.
-//!   Where the kernel can (Linux 6.17+), each recv ends after [`RECV_LIMIT`] bytes and is
+//!   Where the kernel can (probed at start; 6.18 can), each recv ends after [`RECV_LIMIT`] bytes and is
 //!   re-armed at the connection's next service: otherwise one recv takes all the bytes its
 //!   socket holds, up to the whole buffer pool, in one go, and what arrives after the pause
 //!   decision is held for that connection (up to the pool's size, for a client that sends
@@ -183,7 +183,7 @@ pub(crate) fn start<H: Handler>(core: Rc<CoreCtx<H>>, sizes: RingSizes) -> io::R
     if !recv_limit && core.index == 0 {
         tracing::info!(
             event = "uring_recv_unlimited", core = core.index,
-            "this kernel cannot limit a multishot recv (Linux 6.17+): a client that sends without reading holds up to the buffer pool of input"
+            "this kernel cannot limit a multishot recv (newer kernels can): a client that sends without reading holds up to the buffer pool of input"
         );
     }
     // SAFETY: `dup` returns a fresh descriptor that nothing else owns.

@@ -99,16 +99,16 @@ pub(crate) fn with_byte_limit(mut entry: squeue::Entry, limit: u32) -> squeue::E
     entry
 }
 
-/// Whether this kernel ends a multishot recv after a byte limit (Linux 6.17 and later; older
-/// kernels refuse the limit with `EINVAL`). Probed once per process, on a ring of its own.
+/// Whether this kernel ends a multishot recv after a byte limit (`optlen`, added in 2025; 6.18
+/// has it; a kernel without it refuses or ignores the limit, and either way the probe says
+/// no). Probed once per process, on a ring of its own.
 pub(crate) fn recv_byte_limit_supported() -> bool {
     static SUPPORTED: OnceLock<bool> = OnceLock::new();
     *SUPPORTED.get_or_init(|| probe_byte_limit().unwrap_or(false))
 }
 
 /// Arms a multishot recv limited to 1 byte on a socket pair, writes 2 bytes: the limit works
-/// if the recv delivers them and ends (without the limit it stays armed; kernels that do not
-/// know it refuse it).
+/// if the recv delivers them and ends (without the limit it stays armed, or is refused).
 fn probe_byte_limit() -> io::Result<bool> {
     let mut ring = build(8)?;
     let mut buffers = BufRing::register(&ring.submitter(), 2, 64)?;
