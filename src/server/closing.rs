@@ -122,6 +122,8 @@ fn finish<H: Handler>(
     };
     let lifetime = std::time::Duration::from_millis(core.now_ms().saturating_sub(opened_ms));
     let info = record(core, id, closed_by, error, timed_out, &mut parts, lifetime);
+    core.observer
+        .record(crate::metrics::LatencyMetric::ConnectionLifetime, lifetime);
     core.forget(id);
     core.shared.close_connection(parts.meta.peer().ip());
     match parts.role {

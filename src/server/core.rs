@@ -252,13 +252,8 @@ impl<H> CoreCtx<H> {
 
     /// Removes a closed connection: cancels its timer and frees its slab slot.
     pub fn forget(&self, id: ConnId) {
-        if let Some(conn) = self.conns.remove(id) {
-            if let Some(key) = conn.timer {
-                self.timers.borrow_mut().cancel(key);
-            }
-            let lifetime_ms = self.now_ms().saturating_sub(conn.opened_ms);
-            self.observer
-                .record(LatencyMetric::ConnectionLifetime, Duration::from_millis(lifetime_ms));
+        if let Some(key) = self.conns.remove(id).and_then(|c| c.timer) {
+            self.timers.borrow_mut().cancel(key);
         }
         self.counters().set_open_connections(self.conns.len());
         if self.shutdown.is_fired() && self.conns.is_empty() {

@@ -81,11 +81,14 @@ impl CoreObserver {
     /// recorded with the read's average time.
     #[inline]
     pub fn read_handled(&self, began: Instant, messages: u64) {
-        if let Some(each) = (began.elapsed().as_nanos() as u64).checked_div(messages) {
-            self.live
-                .borrow_mut()
-                .record_n(LatencyMetric::HandlerDuration, each, messages);
+        // No clock read for a read that handed the handler nothing (a pong, a partial frame).
+        if messages == 0 {
+            return;
         }
+        let each = began.elapsed().as_nanos() as u64 / messages;
+        self.live
+            .borrow_mut()
+            .record_n(LatencyMetric::HandlerDuration, each, messages);
     }
 
     /// A fan-out published at `published_at` was queued on this core's connections.
