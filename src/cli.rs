@@ -143,6 +143,12 @@ pub struct Args {
     /// Bytes of log lines buffered for the stderr writer thread; lines beyond are dropped.
     #[arg(long, value_name = "BYTES")]
     log_buffer_bytes: Option<usize>,
+    /// PEM certificate chain for native TLS on the --listen addresses (wss://); needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<String>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<String>,
     /// Address for POST /publish (the application's plain HTTP) and, unless --metrics-listen is
     /// set, the observability endpoints, instead of the WebSocket port (repeatable).
     #[arg(long, value_name = "ADDR")]
@@ -269,6 +275,8 @@ impl Args {
         }
         set(&mut config.admin_token, self.admin_token);
         set(&mut config.require_origin, self.require_origin.then_some(true));
+        set(&mut config.tls_cert, self.tls_cert);
+        set(&mut config.tls_key, self.tls_key);
         set(&mut config.jwt_secret, self.jwt_secret);
         set(&mut config.jwt_public_key, self.jwt_public_key);
         set(&mut config.jwt_query_param, self.jwt_query_param);

@@ -25,6 +25,7 @@ pub mod proto;
 pub mod push;
 pub mod server;
 pub mod timer;
+pub mod tls;
 
 pub use config::Config;
 pub use handler::{Context, EchoHandler, Handler, Message};

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
 
 /// Runs the configured application until shutdown.
 fn serve(config: Config, logs: &LogGuard) -> ExitCode {
+    let scheme = if config.tls_cert.is_empty() { "ws" } else { "wss" };
     let running = match config.mode.as_str() {
         "echo" => Server::new(config)
             .start(|_core| EchoHandler)
@@ -56,7 +57,7 @@ fn serve(config: Config, logs: &LogGuard) -> ExitCode {
     }
     for addr in server.local_addrs() {
         // One line per address on stdout, so scripts and tests can find a port-0 listener.
-        println!("listening on ws://{addr}/ ({})", server.driver().as_str());
+        println!("listening on {scheme}://{addr}/ ({})", server.driver().as_str());
     }
     for addr in server.metrics_addrs() {
         println!("metrics on http://{addr}/metrics");

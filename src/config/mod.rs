@@ -110,6 +110,8 @@ pub struct Config {
     pub handshake_burst_per_ip: u32,
     pub handshake_rate_max_ips: usize,
     pub trusted_proxies: Vec<String>,
+    pub tls_cert: String,
+    pub tls_key: String,
 }
 
 /// What push mode does with a subscriber too slow to drain its queue.

@@ -122,6 +122,13 @@ impl Config {
                 }
             }
         }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            let (setting, other) = match self.tls_cert.is_empty() {
+                true => ("tls_cert", "tls_key"),
+                false => ("tls_key", "tls_cert"),
+            };
+            return invalid(setting, format!("is needed with {other}: give both or neither"));
+        }
         if self.ws_paths.is_empty() {
             return invalid(
                 "ws_paths",
@@ -474,6 +481,14 @@ mod tests {
         })
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let (setting, message) = broken(&with(|c| c.tls_cert = "cert.pem".into()));
+        assert_eq!(setting, "tls_key");
+        assert!(message.contains("tls_cert"), "{message}");
+        assert_eq!(broken(&with(|c| c.tls_key = "key.pem".into())).0, "tls_cert");
     }
 
     #[test]

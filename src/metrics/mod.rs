@@ -88,11 +88,13 @@ pub enum Counter {
     RefusedAdminToken,
     RefusedRateLimit,
     TokenExpiredCloses,
+    TlsHandshakeFailures,
+    TlsErrors,
 }
 
 impl Counter {
     /// All counters, in index order.
-    pub const ALL: [Counter; 58] = [
+    pub const ALL: [Counter; 60] = [
         Counter::Accepted,
         Counter::AcceptEmfile,
         Counter::Upgrades,
@@ -151,6 +153,8 @@ impl Counter {
         Counter::RefusedAdminToken,
         Counter::RefusedRateLimit,
         Counter::TokenExpiredCloses,
+        Counter::TlsHandshakeFailures,
+        Counter::TlsErrors,
     ];
 
     /// The Prometheus metric name and its label (if any).
@@ -182,6 +186,8 @@ impl Counter {
             RefusedAdminToken => ("ringcast_access_refused_total", Some(("reason", "admin_token"))),
             RefusedRateLimit => ("ringcast_access_refused_total", Some(("reason", "rate_limit"))),
             TokenExpiredCloses => ("ringcast_token_expired_closes_total", None),
+            TlsHandshakeFailures => ("ringcast_tls_handshake_failures_total", None),
+            TlsErrors => ("ringcast_tls_errors_total", None),
             HandshakeTimeouts => ("ringcast_handshake_timeouts_total", None),
             HandshakeAborted => ("ringcast_handshake_aborted_total", None),
             MessagesIn => ("ringcast_messages_received_total", None),
@@ -235,6 +241,12 @@ impl Counter {
                 "Requests, subscriptions and publishes refused by access control, by reason."
             }
             TokenExpiredCloses => "Connections closed with 4001 because their token expired.",
+            TlsHandshakeFailures => {
+                "TLS handshakes that failed (the peer's alert, a protocol error, no shared version or suite)."
+            }
+            TlsErrors => {
+                "Open TLS connections ended by a record that could not be read (closed without a close frame)."
+            }
             HandshakeTimeouts => "Connections that sent no complete request within handshake_timeout.",
             HandshakeAborted => "Connections that went away during the handshake.",
             MessagesIn => "WebSocket messages received.",

@@ -162,6 +162,7 @@ fn classify<H>(core: &CoreCtx<H>, id: ConnId, ending: &Ending) -> (ClosedBy, Opt
         Ending::Transport(failure) => {
             match failure {
                 TransportError::Write => counters.inc(Counter::WriteErrors),
+                TransportError::Tls => counters.inc(Counter::TlsErrors),
                 TransportError::Reset => counters.inc(Counter::ResetByPeer),
                 TransportError::Eof | TransportError::Read => {}
             }
@@ -225,7 +226,7 @@ async fn await_peer_close<H: Handler>(io: &ConnIo<'_, H>) {
             match read_once(io.core, io.id, io.fd) {
                 ReadResult::More => continue,
                 ReadResult::Drained => break,
-                ReadResult::Paused | ReadResult::Ended(_) | ReadResult::Violation(_) => return,
+                ReadResult::Paused | ReadResult::Ended(_) | ReadResult::Broken(_) => return,
             }
         }
     }

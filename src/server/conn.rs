@@ -18,6 +18,7 @@ use crate::proto::close::{close_payload, CloseCode};
 use crate::proto::frame::{decode_header, OpCode};
 use crate::proto::session::Session;
 use crate::timer::TimerKey;
+use crate::tls::TlsSession;
 
 /// Why the engine itself (not the peer, not a handler) ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +101,8 @@ impl IoFlags {
     pub const RECV_CANCELLED: IoFlags = IoFlags(32);
     /// The open phase is over; the socket has been handed to the closing phase.
     pub const HANDED_OFF: IoFlags = IoFlags(64);
+    /// The connection speaks TLS: nothing is written unless encrypted.
+    pub const TLS: IoFlags = IoFlags(128);
 
     /// Whether every bit of `flag` is set.
     pub fn has(self, flag: IoFlags) -> bool {
@@ -143,6 +146,8 @@ pub struct ConnState {
     outbound: Option<Box<Outbound>>,
     /// Lent out while the connection is being read; `None` after the hand-off.
     pub(crate) parts: Option<Box<OpenParts>>,
+    /// The TLS session of a `wss://` connection (lent out while its input is decrypted).
+    pub(crate) tls: Option<Box<TlsSession>>,
     /// When the upgrade completed, in milliseconds on the core's clock.
     pub(crate) opened_ms: u64,
 }
@@ -288,10 +293,42 @@ impl ConnState {
         self.stats.bytes_in += len as u64;
     }
 
-    /// The outbound queue, if anything is queued. The driver writes from it and calls
-    /// [`ConnState::written`] with what the kernel took.
-    pub(crate) fn outbound_mut(&mut self) -> Option<&mut Outbound> {
+    /// The outbound queue as it goes on the wire, if anything is queued: over TLS, what was
+    /// queued since the last write is encrypted first (and after our close frame, the TLS
+    /// close_notify). The driver writes from it and calls [`ConnState::written`] with what the
+    /// kernel took.
+    pub(crate) fn outbound_to_write(&mut self) -> Option<&mut Outbound> {
+        if self.io.has(IoFlags::TLS) {
+            // A session lent out to the reader encrypts nothing: the driver writes later.
+            let tls = self.tls.as_deref_mut()?;
+            let outbound = self.outbound.as_deref_mut()?;
+            let closing = self.sent_close.is_some();
+            outbound.encrypt_queued(|plaintext| {
+                let mut records = Vec::with_capacity(plaintext.iter().map(|p| p.len()).sum::<usize>() + 64);
+                let mut encrypted = tls.encrypt(plaintext, &mut records);
+                if closing && encrypted.is_ok() {
+                    encrypted = tls.close_notify(&mut records);
+                }
+                match encrypted {
+                    Ok(()) => Some(records),
+                    Err(error) => {
+                        tracing::warn!(event = "tls_encrypt_failed", %error, "queued frames dropped");
+                        None
+                    }
+                }
+            });
+            if self.outbound.as_ref().is_some_and(|o| o.is_empty()) {
+                self.outbound = None;
+            }
+        }
         self.outbound.as_deref_mut()
+    }
+
+    /// Queues TLS records the session made while reading (a key update, an alert), to go
+    /// out before anything encrypted later.
+    pub(crate) fn queue_tls_records(&mut self, records: Vec<u8>) {
+        self.queue().push_encrypted(Bytes::from(records));
+        self.request_service();
     }
 
     /// Drops `n` written bytes from the queue; the queue's memory is released once drained,
@@ -412,7 +449,14 @@ impl Connections {
     }
 
     /// Registers a new connection on socket `fd` (owned by the engine from here on).
-    pub(crate) fn insert(&self, fd: RawFd, now_tick: u64, now_ms: u64, parts: Box<OpenParts>) -> ConnId {
+    pub(crate) fn insert(
+        &self,
+        fd: RawFd,
+        tls: Option<Box<TlsSession>>,
+        now_tick: u64,
+        now_ms: u64,
+        parts: Box<OpenParts>,
+    ) -> ConnId {
         let mut slab = self.slab.borrow_mut();
         let entry = slab.vacant_entry();
         let generation = self.next_generation.get();
@@ -425,13 +469,18 @@ impl Connections {
             timer: None,
             liveness_primed: false,
             fd,
-            io: IoFlags::default(),
+            io: if tls.is_some() {
+                IoFlags::TLS
+            } else {
+                IoFlags::default()
+            },
             needs_service: false,
             listed: false,
             engine_close: None,
             sent_close: None,
             outbound: None,
             parts: Some(parts),
+            tls,
             opened_ms: now_ms,
         });
         id
@@ -641,9 +690,9 @@ mod tests {
     #[test]
     fn a_reused_slot_never_matches_the_old_id() {
         let conns = Connections::new(3, limits(1024), 0, Registry::new(4));
-        let first = conns.insert(-1, 0, 0, parts());
+        let first = conns.insert(-1, None, 0, 0, parts());
         conns.remove(first).unwrap();
-        let second = conns.insert(-1, 0, 0, parts());
+        let second = conns.insert(-1, None, 0, 0, parts());
         assert_eq!(first.key(), second.key());
         assert_ne!(first, second);
         assert!(conns.with(first, |_| ()).is_none());
@@ -659,7 +708,7 @@ mod tests {
     #[test]
     fn a_full_queue_closes_the_slow_consumer_with_1008() {
         let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         conns.send_message(id, Message::Binary(&[0; 300])).unwrap();
         assert_eq!(
             conns.send_message(id, Message::Binary(&[0; 800])),
@@ -679,7 +728,7 @@ mod tests {
     fn an_empty_queue_admits_a_message_larger_than_the_cap() {
         let registry = Registry::new(1);
         let conns = Connections::new(0, limits(1024), 0, registry.clone());
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         conns.with(id, |c| c.send_pong(b"pending control frame"));
         conns.send_message(id, Message::Binary(&[7; 4096])).unwrap();
         assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None);
@@ -691,7 +740,7 @@ mod tests {
     fn a_slow_connection_sheds_its_oldest_sheddable_frames_and_gets_notices_in_their_place() {
         let registry = Registry::new(1);
         let conns = Connections::new(0, limits(1024), 0, registry.clone());
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         let frame = |n: u8| Bytes::from(vec![n; 400]);
         conns.send_frame(id, frame(0)).unwrap();
         assert_eq!(conns.send_sheddable(id, frame(1), 11, |_| unreachable!()), Ok(0));
@@ -703,7 +752,7 @@ mod tests {
         assert_eq!(shed, Ok(1), "the oldest sheddable frame made room");
         assert_eq!(seen, [11]);
         let queued: Vec<u8> = conns
-            .with(id, |c| c.outbound_mut().unwrap().chunks().map(|c| c[0]).collect())
+            .with(id, |c| c.outbound_to_write().unwrap().chunks().map(|c| c[0]).collect())
             .unwrap();
         assert_eq!(queued, [0, b'n', 2], "the notice stands where the shed frame was");
         assert_eq!(conns.with(id, |c| c.engine_close()).unwrap(), None, "not closed");
@@ -715,8 +764,11 @@ mod tests {
     fn a_fan_out_queues_once_per_open_connection_and_counts_once() {
         let registry = Registry::new(1);
         let conns = Connections::new(0, limits(1024), 0, registry.clone());
-        let (a, b) = (conns.insert(-1, 0, 0, parts()), conns.insert(-1, 0, 0, parts()));
-        let gone = conns.insert(-1, 0, 0, parts());
+        let (a, b) = (
+            conns.insert(-1, None, 0, 0, parts()),
+            conns.insert(-1, None, 0, 0, parts()),
+        );
+        let gone = conns.insert(-1, None, 0, 0, parts());
         conns.remove(gone);
         let frame = crate::proto::frame::server_frame(OpCode::Text, b"hello");
         assert_eq!(conns.send_frame_to_each([a, gone, b], &frame), 2);
@@ -731,7 +783,7 @@ mod tests {
     #[test]
     fn nothing_is_queued_after_close() {
         let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         conns.send_message(id, Message::Text("a")).unwrap();
         conns.with(id, |c| c.close(CloseCode::NORMAL, "bye"));
         assert_eq!(conns.send_message(id, Message::Text("b")), Err(SendError::Closed(id)));
@@ -747,7 +799,7 @@ mod tests {
     #[test]
     fn a_connection_asks_the_driver_once_until_serviced() {
         let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         conns.send_frame(id, Bytes::from_static(b"a")).unwrap();
         conns.send_frame(id, Bytes::from_static(b"b")).unwrap();
         let mut pending = Vec::new();
@@ -757,7 +809,7 @@ mod tests {
         conns.send_frame(id, Bytes::from_static(b"c")).unwrap();
         conns.take_pending(&mut pending);
         assert_eq!(pending, vec![id], "listed again after being taken");
-        let other = conns.insert(-1, 0, 0, parts());
+        let other = conns.insert(-1, None, 0, 0, parts());
         let slot = (other.key(), other.generation() as u32);
         assert_eq!(conns.by_slot(slot.0, slot.1), Some(other));
         conns.remove(other);
@@ -767,7 +819,7 @@ mod tests {
     #[test]
     fn an_idle_connection_holds_no_queue() {
         let conns = Connections::new(0, limits(1024), 0, Registry::new(1));
-        let id = conns.insert(-1, 0, 0, parts());
+        let id = conns.insert(-1, None, 0, 0, parts());
         assert!(conns
             .with(id, |c| c.outbound.is_none() && c.sent_close.is_none())
             .unwrap());

@@ -465,7 +465,7 @@ mod tests {
             peer_close: None,
             role: crate::server::conn::ConnRole::Application,
         });
-        let id = core.conns.insert(-1, core.now_tick(), 0, parts);
+        let id = core.conns.insert(-1, None, core.now_tick(), 0, parts);
         core.arm_liveness(id);
         id
     }

@@ -4,6 +4,7 @@
 use std::io;
 
 use super::conn::{ConnState, EngineClose};
+use super::input::InputError;
 use crate::proto::session::ProtocolError;
 
 /// How the open phase of a WebSocket ended.
@@ -18,6 +19,16 @@ pub(crate) enum Ending {
     Violation(ProtocolError),
     /// The socket ended or failed without a close handshake.
     Transport(TransportError),
+}
+
+impl From<InputError> for Ending {
+    fn from(error: InputError) -> Ending {
+        match error {
+            InputError::Protocol(violation) => Ending::Violation(violation),
+            InputError::Tls => Ending::Transport(TransportError::Tls),
+            InputError::TlsClosed => Ending::Transport(TransportError::Eof),
+        }
+    }
 }
 
 impl Ending {
@@ -47,6 +58,8 @@ pub(crate) enum TransportError {
     Read,
     /// A write failed.
     Write,
+    /// A TLS record could not be read.
+    Tls,
 }
 
 impl TransportError {
@@ -71,6 +84,7 @@ impl TransportError {
             TransportError::Reset => "reset",
             TransportError::Read => "read_error",
             TransportError::Write => "write_error",
+            TransportError::Tls => "tls_error",
         }
     }
 }

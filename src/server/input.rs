@@ -1,7 +1,7 @@
-//! What both data paths do with the bytes a connection sends: feed them to its session and act
-//! on each event (messages to the handler, pings answered, a close frame recorded and
-//! answered). All protocol decisions belong to `proto`; this file moves decoded events between
-//! the session, the handler and the connection's state.
+//! What both data paths do with the bytes a connection sends: decrypt them (over TLS), feed them
+//! to its session and act on each event (messages to the handler, pings answered, a close frame
+//! recorded and answered). All protocol decisions belong to `proto` (and TLS to `tls`); this
+//! file moves decoded events between the session, the handler and the connection's state.
 
 use super::conn::{ConnRole, OpenParts, PeerClose};
 use super::core::CoreCtx;
@@ -11,9 +11,21 @@ use crate::metrics::Counter;
 use crate::proto::close::CloseCode;
 use crate::proto::session::{Event, MessageKind, ProtocolError};
 
+/// Why a connection's input ended its open phase.
+#[derive(Debug)]
+pub(crate) enum InputError {
+    /// The peer broke RFC 6455 (answered with the violation's close code).
+    Protocol(ProtocolError),
+    /// A TLS record could not be read (logged where found; the connection is closed without
+    /// a close frame).
+    Tls,
+    /// The peer ended TLS (close_notify) without a WebSocket close frame.
+    TlsClosed,
+}
+
 /// Starts the open phase of a freshly upgraded connection: `on_open`, then the frames that came
 /// with the request. The driver registers the socket afterwards.
-pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8]) -> Result<(), ProtocolError> {
+pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8]) -> Result<(), InputError> {
     let Some(Some(mut parts)) = core.conns.with(id, |c| c.parts.take()) else {
         return Ok(());
     };
@@ -26,25 +38,50 @@ pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8])
     let result = if early.is_empty() {
         Ok(())
     } else {
-        decode(core, id, &mut parts, early, std::time::Instant::now())
+        decode(core, id, &mut parts, early, std::time::Instant::now()).map_err(InputError::Protocol)
     };
     core.conns.with(id, |c| c.parts = Some(parts));
     result
 }
 
-/// Feeds bytes the connection sent (read by the driver) to its session and acts on every
-/// event; also moves the connection's "last heard" tick and records its loop lag. Data after
-/// our close frame is dropped.
-pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8]) -> Result<(), ProtocolError> {
+/// Feeds bytes the connection sent (read by the driver) to its session, decrypted first over
+/// TLS, and acts on every event; also moves the connection's "last heard" tick and records its
+/// loop lag. Data after our close frame is dropped.
+pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8]) -> Result<(), InputError> {
     let began = core.observer.read_began();
     let now = core.now_tick();
-    let Some(Some(mut parts)) = core.conns.with(id, |c| {
+    let Some((Some(mut parts), tls)) = core.conns.with(id, |c| {
         c.last_rx_tick = now;
-        c.parts.take()
+        (c.parts.take(), c.tls.take())
     }) else {
         return Ok(());
     };
-    let result = decode(core, id, &mut parts, bytes, began);
+    let result = match tls {
+        None => decode(core, id, &mut parts, bytes, began).map_err(InputError::Protocol),
+        Some(mut tls) => {
+            let (mut plaintext, mut transmit) = (Vec::new(), Vec::new());
+            let read = tls.read(bytes, &mut plaintext, &mut transmit);
+            core.conns.with(id, |c| {
+                c.tls = Some(tls);
+                if !transmit.is_empty() {
+                    c.queue_tls_records(transmit);
+                }
+            });
+            match read {
+                Err(error) => {
+                    tracing::info!(event = "tls_error", conn = %id, core = core.index, reason = error.reason());
+                    Err(InputError::Tls)
+                }
+                Ok(outcome) => {
+                    let decoded = decode(core, id, &mut parts, &mut plaintext, began).map_err(InputError::Protocol);
+                    match decoded {
+                        Ok(()) if outcome.peer_closed && !parts.session.close_received() => Err(InputError::TlsClosed),
+                        decoded => decoded,
+                    }
+                }
+            }
+        }
+    };
     core.conns.with(id, |c| c.parts = Some(parts));
     result
 }

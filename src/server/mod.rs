@@ -11,6 +11,7 @@
 //! `socket` and `closing` (synchronous socket work and the closing phase); the two thin drivers
 //! `uring` and `epoll`; `upgrade` (the handshake); `run` and `runtime` (a core's life).
 
+mod accepted;
 mod closing;
 pub(crate) mod conn;
 mod core;
@@ -100,6 +101,9 @@ pub enum ServerError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The TLS certificate or key cannot be used.
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] crate::tls::TlsConfigError),
     /// A core thread could not be spawned.
     #[error("cannot spawn a core thread: {0}")]
     Spawn(std::io::Error),
@@ -190,6 +194,10 @@ impl Server {
         let cpus = self.config.cores.resolve(&allowed)?;
         let driver = runtime::choose_driver(self.config.io)?;
         let access = Access::from_config(&self.config)?;
+        let tls = match self.config.tls_cert.is_empty() {
+            true => None,
+            false => Some(crate::tls::server_config(&self.config.tls_cert, &self.config.tls_key)?),
+        };
         let mut per_core: Vec<Vec<(std::net::TcpListener, ListenerRole)>> = cpus.iter().map(|_| Vec::new()).collect();
         let mut bound: [Vec<SocketAddr>; 3] = Default::default();
         for role in ListenerRole::ALL {
@@ -221,6 +229,7 @@ impl Server {
             shutdown.clone(),
         );
         shared.subscription_topics = self.subscription_topics;
+        shared.tls = tls;
         let shared = Arc::new(shared);
         let delivery = DeliveryHandle::new(inboxes);
         let factory = Arc::new(build(&delivery));

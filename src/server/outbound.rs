@@ -9,6 +9,10 @@
 //! consumer can then lose its oldest such frames instead of the connection
 //! ([`Outbound::shed_oldest`]). Frames a write in flight points at ([`Outbound::pin`]) and a
 //! frame already partly written are never shed.
+//!
+//! Over TLS the queue holds plaintext frames until the driver writes: then
+//! [`Outbound::encrypt_queued`] turns every frame not yet encrypted into one run of records,
+//! which stays at the front (encrypted, in the order the records were made) until written.
 
 use std::collections::VecDeque;
 
@@ -33,6 +37,8 @@ pub struct Outbound {
     pinned: usize,
     /// Whether the front frame has been partly written.
     front_partial: bool,
+    /// How many front frames are TLS records (already encrypted; never shed or re-encrypted).
+    encrypted: usize,
 }
 
 impl Outbound {
@@ -110,6 +116,38 @@ impl Outbound {
         self.pinned = frames;
     }
 
+    /// TLS: replaces every frame not yet encrypted (the tail included) with what `encrypt`
+    /// makes of their bytes, in order (`None`: they cannot be sent and are dropped). Records
+    /// made elsewhere in between keep their place.
+    pub fn encrypt_queued(&mut self, encrypt: impl FnOnce(&[&[u8]]) -> Option<Vec<u8>>) {
+        self.seal();
+        if self.encrypted == self.frames.len() {
+            return;
+        }
+        let plaintext: Vec<&[u8]> = self.frames.range(self.encrypted..).map(|q| q.bytes.as_ref()).collect();
+        let records = encrypt(&plaintext);
+        let plain_bytes: usize = plaintext.iter().map(|p| p.len()).sum();
+        self.frames.truncate(self.encrypted);
+        self.queued_bytes -= plain_bytes;
+        if let Some(records) = records.filter(|r| !r.is_empty()) {
+            self.push_encrypted(Bytes::from(records));
+        }
+    }
+
+    /// TLS: queues records made outside the write path (a key update, an alert) after the
+    /// records already made and before any plaintext frame.
+    pub fn push_encrypted(&mut self, records: Bytes) {
+        self.queued_bytes += records.len();
+        self.frames.insert(
+            self.encrypted,
+            Queued {
+                bytes: records,
+                shed_key: 0,
+            },
+        );
+        self.encrypted += 1;
+    }
+
     /// Drops the first `written` bytes (what the kernel took) once a write has completed;
     /// nothing is pinned afterwards.
     pub fn consume(&mut self, mut written: usize) {
@@ -121,6 +159,7 @@ impl Outbound {
                     written -= front.bytes.len();
                     self.frames.pop_front();
                     self.front_partial = false;
+                    self.encrypted = self.encrypted.saturating_sub(1);
                 }
                 Some(front) => {
                     front.bytes.advance(written);
@@ -139,7 +178,11 @@ impl Outbound {
     /// least `bytes` are freed or none is left; their keys are appended to `shed` in queue
     /// order. Returns where the first dropped frame was, for [`Outbound::insert_notices`].
     pub fn shed_oldest(&mut self, bytes: usize, shed: &mut Vec<u64>) -> Option<usize> {
-        let start = self.pinned.max(usize::from(self.front_partial)).min(self.frames.len());
+        let start = self
+            .pinned
+            .max(usize::from(self.front_partial))
+            .max(self.encrypted)
+            .min(self.frames.len());
         let mut freed = 0;
         let mut first = None;
         let rest: Vec<Queued> = self.frames.drain(start..).collect();
@@ -160,7 +203,7 @@ impl Outbound {
     /// `None`.
     pub fn insert_notices(&mut self, at: Option<usize>, notices: impl IntoIterator<Item = Bytes>) {
         self.seal();
-        let start = at.unwrap_or(self.frames.len()).min(self.frames.len());
+        let start = at.unwrap_or(self.frames.len()).clamp(self.encrypted, self.frames.len());
         for (at, notice) in (start..).zip(notices) {
             self.queued_bytes += notice.len();
             self.frames.insert(
@@ -217,6 +260,38 @@ mod tests {
         assert_eq!(contents(&out), [1u8; 5]);
         out.consume(5);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn encrypted_records_stay_in_front_in_order_and_are_never_shed() {
+        let mut out = queue(&[1]);
+        out.push_frame(OpCode::Text, b"t");
+        let mut seen = Vec::new();
+        out.encrypt_queued(|plain| {
+            seen = plain.concat();
+            Some(b"R1".to_vec())
+        });
+        assert_eq!(
+            seen,
+            [&[0u8; 10][..], &[0x81, 1, b't']].concat(),
+            "the frames and the tail, in order"
+        );
+        out.push_sheddable(Bytes::from_static(b"plain"), 2);
+        out.push_encrypted(Bytes::from_static(b"K"));
+        assert_eq!(contents(&out), b"R1Kplain");
+        assert_eq!(out.queued_bytes(), 8);
+        let mut shed = Vec::new();
+        out.shed_oldest(100, &mut shed);
+        assert_eq!((shed.as_slice(), contents(&out)), (&[2][..], b"R1K".to_vec()));
+        out.push_shared(Bytes::from_static(b"p2"));
+        out.consume(2);
+        out.encrypt_queued(|plain| Some(plain.concat().iter().map(u8::to_ascii_uppercase).collect()));
+        assert_eq!(contents(&out), b"KP2");
+        out.consume(3);
+        assert!(out.is_empty());
+        out.push_shared(Bytes::from_static(b"x"));
+        out.encrypt_queued(|_| None);
+        assert!(out.is_empty(), "what cannot be encrypted is dropped, never sent plain");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub config: Config,
     /// The access rules (and the handshake rate table).
     pub access: Access,
+    /// The TLS configuration of the WebSocket listeners, when they speak TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub registry: Registry,
     /// The routes of each listener role, by [`ListenerRole::ALL`] index.
     routers: [Router; 3],
@@ -57,6 +59,7 @@ impl Shared {
             placement: Placement::of(&config),
             config,
             access,
+            tls: None,
             registry,
             routers,
             subscription_topics: None,

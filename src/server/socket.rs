@@ -10,12 +10,11 @@ use monoio::net::TcpStream;
 use super::conn::ConnState;
 use super::core::CoreCtx;
 use super::ending::TransportError;
-use super::input::receive;
+use super::input::{receive, InputError};
 use super::sys::{recv_nonblocking, send_nonblocking, send_vectored_nonblocking, shutdown_write, ReadOutcome};
 use crate::api::ConnId;
 use crate::handler::Handler;
 use crate::metrics::Counter;
-use crate::proto::session::ProtocolError;
 
 /// Once this much output is queued, reading stops until it is flushed: input is consumed no
 /// faster than the peer drains our replies (TCP pushes back on a client that does not read).
@@ -34,7 +33,7 @@ pub(crate) enum Flush {
 /// takes it now.
 pub(crate) fn flush(conn: &mut ConnState) -> io::Result<Flush> {
     let fd = conn.fd();
-    while let Some(outbound) = conn.outbound_mut() {
+    while let Some(outbound) = conn.outbound_to_write() {
         let written = send_vectored_nonblocking(fd, outbound.chunks())?;
         if written == 0 {
             return Ok(Flush::Blocked);
@@ -55,16 +54,16 @@ pub(crate) enum ReadResult {
     Paused,
     /// The peer closed or reset the TCP connection.
     Ended(TransportError),
-    /// The peer broke the protocol.
-    Violation(ProtocolError),
+    /// The peer broke the protocol (or its TLS).
+    Broken(InputError),
 }
 
 /// Reads once (at most the core's 64 KiB scratch buffer) and hands what came to the session.
 pub(crate) fn read_once<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd) -> ReadResult {
     core.with_scratch(|scratch| match recv_nonblocking(fd, scratch) {
         Ok(ReadOutcome::Data(n)) => {
-            if let Err(violation) = receive(core, id, &mut scratch[..n]) {
-                return ReadResult::Violation(violation);
+            if let Err(error) = receive(core, id, &mut scratch[..n]) {
+                return ReadResult::Broken(error);
             }
             let (closed, queued) = core
                 .conns

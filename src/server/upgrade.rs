@@ -2,20 +2,18 @@
 //! the router or validate the upgrade, then hand the socket to the core's data path.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
 
+use super::accepted::{Accepted, ReadFailure};
 use super::conn::{ConnRole, OpenParts};
 use super::core::CoreCtx;
 use super::http::{body_length, BodyLength};
 use super::listener::ListenerRole;
 use super::router::encode_response;
 use super::shared::LimitHit;
-use super::socket::{linger_close, write_all, write_response};
-use super::sys::{recv_nonblocking, ReadOutcome};
 use crate::access::{check_subscribe_grants, Access, Denied, DenyReason, TokenGrants};
 use crate::api::{ConnMeta, HttpReply};
 use crate::handler::Handler;
@@ -27,47 +25,49 @@ use crate::proto::session::{Role, Session};
 /// Serves one accepted TCP connection up to its upgrade (or its HTTP response).
 pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, peer: SocketAddr, role: ListenerRole) {
     let accepted_at = Instant::now();
-    let fd = stream.as_raw_fd();
     let _ = stream.set_nodelay(true);
-    let (request, mut buffer) = match read_request(&core, &stream, fd).await {
+    let mut conn = match (&core.shared.tls, role) {
+        (Some(config), ListenerRole::WebSocket) => match Accepted::tls(stream, config.clone()) {
+            Ok(conn) => conn,
+            Err(error) => {
+                tracing::error!(event = "tls_session_failed", core = core.index, peer = %peer, %error);
+                return;
+            }
+        },
+        _ => Accepted::plain(stream),
+    };
+    let (request, mut buffer) = match read_request(&core, &mut conn).await {
         Ok(found) => found,
-        Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error.into()).await,
-        Err(HeadFailure::Timeout) => {
-            core.counters().inc(Counter::HandshakeTimeouts);
-            tracing::info!(event = "handshake_timeout", core = core.index, peer = %peer, "no complete upgrade request in time");
-            return;
-        }
-        Err(HeadFailure::Aborted) => {
-            core.counters().inc(Counter::HandshakeAborted);
-            return;
-        }
+        Err(HeadFailure::Http(error)) => return reject(&core, &mut conn, peer, &error.into()).await,
+        Err(failure) => return count_head_failure(&core, peer, failure),
     };
     // From here `peer` is the client: the TCP peer, or the address a trusted proxy forwarded.
     let peer = core.shared.access.client(peer, &request);
     if !request.wants_websocket() {
         core.counters().inc(Counter::HttpRequests);
         if let Err(denied) = core.shared.access.check_admin(&request) {
-            return reject(&core, &stream, fd, peer, &denied.into()).await;
+            return reject(&core, &mut conn, peer, &denied.into()).await;
         }
-        let response = match answer_http(&core, &stream, fd, &request, buffer, role).await {
+        let response = match answer_http(&core, &mut conn, &request, buffer, role).await {
             Ok(response) => response,
-            Err(HeadFailure::Http(error)) => return reject(&core, &stream, fd, peer, &error.into()).await,
+            Err(HeadFailure::Http(error)) => return reject(&core, &mut conn, peer, &error.into()).await,
+            Err(HeadFailure::Tls(error)) => return count_head_failure(&core, peer, HeadFailure::Tls(error)),
             Err(HeadFailure::Timeout | HeadFailure::Aborted) => {
                 core.counters().inc(Counter::HandshakeAborted);
                 return;
             }
         };
-        if write_response(&core, &stream, fd, peer, &response).await.is_ok() {
-            linger_close(&core, &stream, fd).await;
+        if conn.write_response(&core, peer, &response).await.is_ok() {
+            conn.linger_close(&core).await;
         }
         return;
     }
     let config = &core.shared.config;
     let (upgrade, conn_role, token) = match admit(&core, &request, peer, role) {
         Ok(admitted) => admitted,
-        Err(refusal) => return reject(&core, &stream, fd, peer, &refusal).await,
+        Err(refusal) => return reject(&core, &mut conn, peer, &refusal).await,
     };
-    if write_all(&stream, fd, &upgrade_response(&upgrade)).await.is_err() {
+    if conn.write_all(&upgrade_response(&upgrade)).await.is_err() {
         core.shared.close_connection(peer.ip());
         core.counters().inc(Counter::HandshakeAborted);
         return;
@@ -88,15 +88,19 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
     core.observer
         .record(crate::metrics::LatencyMetric::HandshakeDuration, handshake);
     let handshake_us = handshake.as_micros() as u64;
-    // From here the engine owns the socket: the core's data path drives it while it is open.
-    let fd = stream.into_raw_fd();
+    let tls = conn.is_tls();
+    // From here the engine owns the socket (and its TLS session): the core's data path drives
+    // it while it is open.
+    let (fd, tls_session) = conn.into_parts();
     let parts = Box::new(OpenParts {
         session,
         meta,
         peer_close: None,
         role: conn_role,
     });
-    let id = core.conns.insert(fd, core.now_tick(), core.now_ms(), parts);
+    let id = core
+        .conns
+        .insert(fd, tls_session, core.now_tick(), core.now_ms(), parts);
     core.arm_liveness(id);
     core.counters().inc(Counter::Upgrades);
     core.counters().set_open_connections(core.conns.len());
@@ -106,7 +110,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         };
         tracing::info!(
             event = "open", conn = %id, core = core.index, peer = %peer, path = meta.path(),
-            protocol = meta.protocol().unwrap_or(""), handshake_us,
+            protocol = meta.protocol().unwrap_or(""), tls, handshake_us,
         );
     });
     // Frames that came with the request are fed to the session before anything else is read.
@@ -191,8 +195,7 @@ fn admit<H: Handler>(
 /// read first), else the router's.
 async fn answer_http<H: Handler>(
     core: &CoreCtx<H>,
-    stream: &TcpStream,
-    fd: RawFd,
+    conn: &mut Accepted,
     request: &Request,
     mut buffer: Vec<u8>,
     role: ListenerRole,
@@ -206,7 +209,7 @@ async fn answer_http<H: Handler>(
     }
     let mut body = buffer.split_off(request.head_len);
     if let BodyLength::Exactly(length) = body_length(request, config.max_http_body).map_err(HeadFailure::Http)? {
-        let read = read_more(core, stream, fd, &mut body, length);
+        let read = read_more(core, conn, &mut body, length);
         monoio::time::timeout(config.handshake_timeout, read)
             .await
             .map_err(|_| HeadFailure::Timeout)??;
@@ -238,58 +241,62 @@ async fn answer_http<H: Handler>(
 /// connection).
 async fn read_more<H>(
     core: &CoreCtx<H>,
-    stream: &TcpStream,
-    fd: RawFd,
+    conn: &mut Accepted,
     body: &mut Vec<u8>,
     length: usize,
 ) -> Result<(), HeadFailure> {
     while body.len() < length {
-        read_available(core, stream, fd, body).await?;
+        conn.read_available(core, body).await?;
     }
     body.truncate(length);
     Ok(())
 }
 
-/// Appends what the socket holds to `into`, waiting for readability only when it holds
-/// nothing yet.
-async fn read_available<H>(
-    core: &CoreCtx<H>,
-    stream: &TcpStream,
-    fd: RawFd,
-    into: &mut Vec<u8>,
-) -> Result<(), HeadFailure> {
-    loop {
-        let outcome = core.with_scratch(|scratch| {
-            let outcome = recv_nonblocking(fd, scratch);
-            if let Ok(ReadOutcome::Data(n)) = outcome {
-                into.extend_from_slice(&scratch[..n]);
-            }
-            outcome
-        });
-        match outcome {
-            Ok(ReadOutcome::Data(_)) => return Ok(()),
-            Ok(ReadOutcome::WouldBlock) => stream.readable(false).await.map_err(|_| HeadFailure::Aborted)?,
-            Ok(ReadOutcome::Eof) | Err(_) => return Err(HeadFailure::Aborted),
-        }
-    }
-}
-
 /// Why the upgrade request could not be read.
 enum HeadFailure {
     Http(HttpError),
+    Tls(crate::tls::TlsError),
     Timeout,
     Aborted,
 }
 
+impl From<ReadFailure> for HeadFailure {
+    fn from(failure: ReadFailure) -> HeadFailure {
+        match failure {
+            ReadFailure::Aborted => HeadFailure::Aborted,
+            ReadFailure::Tls(error) => HeadFailure::Tls(error),
+            ReadFailure::PlainOnTlsPort => {
+                HeadFailure::Http(HttpError::new(400, "this port speaks TLS: use wss:// or https://"))
+            }
+        }
+    }
+}
+
+/// Counts and logs a request head that never came: a timeout, a failed TLS handshake, a
+/// client that went away.
+fn count_head_failure<H>(core: &CoreCtx<H>, peer: SocketAddr, failure: HeadFailure) {
+    match failure {
+        HeadFailure::Timeout => {
+            core.counters().inc(Counter::HandshakeTimeouts);
+            tracing::info!(event = "handshake_timeout", core = core.index, peer = %peer, "no complete upgrade request in time");
+        }
+        HeadFailure::Tls(error) => {
+            core.counters().inc(Counter::TlsHandshakeFailures);
+            tracing::info!(event = "tls_handshake_failed", core = core.index, peer = %peer, reason = error.reason());
+        }
+        HeadFailure::Aborted | HeadFailure::Http(_) => core.counters().inc(Counter::HandshakeAborted),
+    }
+}
+
 /// Reads until a full request head has arrived; returns it with the buffer (early frames included).
-async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Result<(Request, Vec<u8>), HeadFailure> {
+async fn read_request<H>(core: &CoreCtx<H>, conn: &mut Accepted) -> Result<(Request, Vec<u8>), HeadFailure> {
     let max_head = core.shared.config.max_request_head;
     let read = async {
         let mut head = Vec::new();
         loop {
             // Read first: the request usually came with the connection, and waiting for
             // readability costs a trip through the runtime's ring.
-            read_available(core, stream, fd, &mut head).await?;
+            conn.read_available(core, &mut head).await?;
             if let Some(request) = parse_request(&head, max_head).map_err(HeadFailure::Http)? {
                 return Ok((request, head));
             }
@@ -302,7 +309,7 @@ async fn read_request<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd) -> Re
 
 /// Answers a refused request with its status and a one-line reason, counts it (by status, and
 /// by reason when access control refused it), logs it, closes.
-async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: SocketAddr, refusal: &Refusal) {
+async fn reject<H>(core: &CoreCtx<H>, conn: &mut Accepted, peer: SocketAddr, refusal: &Refusal) {
     let error = &refusal.error;
     core.counters().inc(Counter::for_rejection(error.status));
     match refusal.access {
@@ -317,8 +324,8 @@ async fn reject<H>(core: &CoreCtx<H>, stream: &TcpStream, fd: RawFd, peer: Socke
             tracing::info!(event = "rejected", core = core.index, peer = %peer, status = error.status, reason = %error.reason)
         }
     }
-    if write_all(stream, fd, &error.to_response()).await.is_ok() {
-        linger_close(core, stream, fd).await;
+    if conn.write_all(&error.to_response()).await.is_ok() {
+        conn.linger_close(core).await;
     }
 }
 

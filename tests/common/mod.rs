@@ -49,7 +49,7 @@ impl ServerProcess {
         let mut line = String::new();
         stdout.read_line(&mut line).expect("read listening line");
         let addr = line
-            .split("ws://")
+            .split("://")
             .nth(1)
             .and_then(|rest| rest.split('/').next())
             .unwrap_or_else(|| panic!("no listening line, got {line:?}"))

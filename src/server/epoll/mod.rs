@@ -111,7 +111,7 @@ fn on_readiness<H: Handler>(core: &Rc<CoreCtx<H>>, poller: &Poller, readiness: &
 /// then registration for readiness and a first service (flushing whatever the handler queued).
 fn open<H: Handler>(core: &Rc<CoreCtx<H>>, poller: &Poller, id: ConnId, early: &mut [u8]) {
     if let Err(violation) = begin(core, id, early) {
-        return end_open_phase(core, id, Ending::Violation(violation));
+        return end_open_phase(core, id, violation.into());
     }
     let Some(fd) = core.conns.with(id, |c| c.fd()) else {
         return;
@@ -156,7 +156,7 @@ fn service<H: Handler>(core: &Rc<CoreCtx<H>>, poller: &Poller, id: ConnId) {
                 });
             }
             ReadResult::Ended(failure) => return hand_off(core, poller, id, Ending::Transport(failure)),
-            ReadResult::Violation(violation) => return hand_off(core, poller, id, Ending::Violation(violation)),
+            ReadResult::Broken(error) => return hand_off(core, poller, id, error.into()),
         }
     }
     core.conns.with(id, |c| c.request_service());

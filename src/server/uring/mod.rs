@@ -424,7 +424,7 @@ impl<H: Handler> Uring<H> {
         let ending = ending.is_some();
         let result = receive(&self.core, id, self.buffers.filled(bid, len));
         match result {
-            Err(violation) if !ending => self.end(id, Ending::Violation(violation)),
+            Err(error) if !ending => self.end(id, error.into()),
             _ if !ending && self.replies_pending(id) => {
                 self.held.insert(id, Held::default());
                 if self.core.conns.with(id, |c| c.io.has(IoFlags::RECV_CANCELLED)) == Some(false) {
@@ -453,9 +453,9 @@ impl<H: Handler> Uring<H> {
             let end = (held.decoded + HELD_CHUNK).min(held.bytes.len());
             let result = receive(&self.core, id, &mut held.bytes[held.decoded..end]);
             held.decoded = end;
-            if let Err(violation) = result {
+            if let Err(error) = result {
                 if !all {
-                    self.end(id, Ending::Violation(violation));
+                    self.end(id, error.into());
                 }
                 return false;
             }
@@ -510,7 +510,7 @@ impl<H: Handler> Uring<H> {
     /// Starts a freshly upgraded connection: `on_open` and its early frames, then its recv.
     fn open(&mut self, id: ConnId, early: &mut [u8]) {
         if let Err(violation) = begin(&self.core, id, early) {
-            return end_open_phase(&self.core, id, Ending::Violation(violation));
+            return end_open_phase(&self.core, id, violation.into());
         }
         self.service(id);
     }
@@ -565,7 +565,7 @@ impl<H: Handler> Uring<H> {
         let mut op = self.spare_sends.pop().unwrap_or_else(SendOp::new);
         let Some(Some(fd)) = self.core.conns.with(id, |c| {
             let fd = c.fd();
-            let outbound = c.outbound_mut()?;
+            let outbound = c.outbound_to_write()?;
             outbound.seal();
             let (count, _) = outbound.fill_iovecs(&mut op.iov);
             outbound.pin(count);
