@@ -108,6 +108,22 @@ fn close_without_waiting<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd, e
     None
 }
 
+/// Ends a connection still open when the shutdown timeout has run out: its close is recorded
+/// (closed by shutdown, error `shutdown_timeout`) and the handler told, like any other close;
+/// its socket is closed here in its open phase, or with its closing task, which the runtime
+/// drops as it stops.
+pub(crate) fn abandon_at_shutdown<H: Handler>(core: &CoreCtx<H>, id: ConnId) {
+    let Some((fd, handed_off)) = core.conns.with(id, |c| (c.fd(), c.io.has(IoFlags::HANDED_OFF))) else {
+        return;
+    };
+    finish(core, id, ClosedBy::Shutdown, Some("shutdown_timeout"), false);
+    if !handed_off {
+        // SAFETY: in its open phase the connection owns `fd`; its state is gone, so nothing
+        // of ours uses the descriptor again.
+        unsafe { libc::close(fd) };
+    }
+}
+
 /// Records the finished close, frees the connection's slot, timer and limits, then tells the
 /// handler.
 fn finish<H: Handler>(

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 
 use monoio::net::{TcpListener, TcpStream};
 
+use super::closing::abandon_at_shutdown;
 use super::conn::EngineClose;
 use super::core::CoreCtx;
 use super::listener::ListenerRole;
@@ -97,6 +98,9 @@ pub(crate) async fn run_core<H: Handler>(
             open = core.conns.len(),
             "closing remaining connections"
         );
+        for id in core.conns.ids() {
+            abandon_at_shutdown(&core, id);
+        }
     }
     Ok(())
 }
