@@ -51,11 +51,10 @@ impl AdminToken {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     fn with(authorization: &str) -> Request {
-        let head = format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{authorization}\r\n");
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_get("/metrics", authorization)
     }
 
     #[test]

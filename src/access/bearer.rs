@@ -36,11 +36,10 @@ pub(crate) fn authorization(request: &Request) -> Authorization<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     fn of(headers: &str) -> Request {
-        let head = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_get("/", headers)
     }
 
     #[test]

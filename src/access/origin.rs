@@ -177,7 +177,7 @@ fn is_host(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     fn policy(entries: &[&str], require: bool) -> OriginPolicy {
         OriginPolicy::new(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>(), require).unwrap()
@@ -185,8 +185,7 @@ mod tests {
 
     fn with_origins(origins: &[&str]) -> Request {
         let headers: String = origins.iter().map(|o| format!("Origin: {o}\r\n")).collect();
-        let head = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_get("/", &headers)
     }
 
     fn admits(policy: &OriginPolicy, origin: &str) -> bool {

@@ -64,7 +64,7 @@ fn forwarded_ip(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     fn proxies(entries: &[&str]) -> TrustedProxies {
         TrustedProxies::new(&entries.iter().map(|e| e.to_string()).collect::<Vec<_>>()).unwrap()
@@ -72,8 +72,7 @@ mod tests {
 
     fn forwarded(values: &[&str]) -> Request {
         let headers: String = values.iter().map(|v| format!("X-Forwarded-For: {v}\r\n")).collect();
-        let head = format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_get("/", &headers)
     }
 
     fn addr(text: &str) -> SocketAddr {

@@ -211,7 +211,7 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     const SECRET: &str = "an HS256 secret of at least 32 bytes";
 
@@ -237,8 +237,7 @@ mod tests {
     }
 
     fn request(target: &str, headers: &str) -> Request {
-        let head = format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n");
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_get(target, headers)
     }
 
     fn with_bearer(token: &str) -> Request {

@@ -66,11 +66,10 @@ fn histogram_for(registry: &Registry, query: &str) -> Result<(LatencyHistograms,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_get;
 
     fn get(registry: &Registry, query: &str) -> Response {
-        let head = format!("GET /debug/latency?{query} HTTP/1.1\r\nHost: x\r\n\r\n");
-        debug_latency(registry, &parse_request(head.as_bytes(), 8192).unwrap().unwrap())
+        debug_latency(registry, &test_get(&format!("/debug/latency?{query}"), ""))
     }
 
     #[test]

@@ -270,6 +270,18 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+/// Test support: the request `head` (complete) parses to.
+#[cfg(test)]
+pub(crate) fn test_request(head: &str) -> Request {
+    parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+}
+
+/// Test support: `GET target` with `headers` (each line ending in CRLF) after a Host header.
+#[cfg(test)]
+pub(crate) fn test_get(target: &str, headers: &str) -> Request {
+    test_request(&format!("GET {target} HTTP/1.1\r\nHost: x\r\n{headers}\r\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,7 +289,7 @@ mod tests {
     const GOOD: &str = "GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
     fn parse(text: &str) -> Request {
-        parse_request(text.as_bytes(), 8192).unwrap().unwrap()
+        test_request(text)
     }
 
     #[test]

@@ -109,11 +109,11 @@ pub fn publish_response(single: bool, results: &[(String, Outcome)]) -> Response
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
+    use crate::proto::handshake::test_request;
     use crate::push::envelope::Epoch;
 
     fn request(head: &str) -> Request {
-        parse_request(head.as_bytes(), 8192).unwrap().unwrap()
+        test_request(head)
     }
 
     #[test]

@@ -105,11 +105,7 @@ impl HttpReplies {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::parse_request;
-
-    fn head(text: &str) -> Request {
-        parse_request(text.as_bytes(), 8192).unwrap().unwrap()
-    }
+    use crate::proto::handshake::test_request as head;
 
     #[test]
     fn body_lengths_are_read_and_refused_as_documented() {
