@@ -1,10 +1,10 @@
 //! Drives each peer echo server binary with a real WebSocket client: echo of text and binary
 //! messages, reassembly of fragmented messages, ping/pong and the closing handshake.
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
@@ -26,30 +26,27 @@ impl Drop for Peer {
     }
 }
 
-/// Starts `exe` on a free loopback port and waits until the port accepts.
+/// Starts `exe` on port 0 and reads the port it bound from its listening line: picking a free
+/// port first and passing it would race with other tests binding ports meanwhile (the probe
+/// could then reach another test's server).
 fn start_peer(exe: &str, threads: u16) -> Peer {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(exe)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--threads",
-            &threads.to_string(),
-        ])
-        .stdout(Stdio::null())
+    let mut child = Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--threads", &threads.to_string()])
+        .stdout(Stdio::piped())
         .spawn()
         .unwrap_or_else(|err| panic!("spawn {exe}: {err}"));
-    let peer = Peer { child, port };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(Instant::now() < deadline, "{exe} never accepted on port {port}");
-        thread::sleep(Duration::from_millis(20));
-    }
-    peer
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap_or_else(|err| panic!("{exe}: no listening line: {err}"));
+    let port = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("{exe}: no address in {line:?}"))
+        .port();
+    Peer { child, port }
 }
 
 /// Opens a WebSocket client connection to the peer.
