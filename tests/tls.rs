@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{metric_at, ServerProcess, DRIVERS};
-use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode};
+use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion};
 use tungstenite::{Error, Message, WebSocket};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
@@ -65,7 +65,13 @@ impl TlsServer {
 
 /// OpenSSL's client, trusting the test CA (or nothing at all, with `trust_ca` false).
 fn connector(trust_ca: bool) -> SslConnector {
+    connector_up_to(trust_ca, None)
+}
+
+/// [`connector`] limited to TLS versions up to `max` (`None`: OpenSSL's newest).
+fn connector_up_to(trust_ca: bool, max: Option<SslVersion>) -> SslConnector {
     let mut builder = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    builder.set_max_proto_version(max).unwrap();
     if trust_ca {
         builder.set_ca_file(format!("{FIXTURES}/ca.pem")).unwrap();
     } else {
@@ -76,14 +82,21 @@ fn connector(trust_ca: bool) -> SslConnector {
 }
 
 fn tls_connect(addr: SocketAddr) -> SslStream<TcpStream> {
+    tls_connect_up_to(addr, None)
+}
+
+fn tls_connect_up_to(addr: SocketAddr, max: Option<SslVersion>) -> SslStream<TcpStream> {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    connector(true).connect("localhost", tcp).unwrap()
+    connector_up_to(true, max).connect("localhost", tcp).unwrap()
 }
 
 /// A `wss://` client: OpenSSL's handshake, then tungstenite's upgrade.
 fn wss(addr: SocketAddr, path: &str) -> WebSocket<SslStream<TcpStream>> {
-    let tls = tls_connect(addr);
+    wss_from(tls_connect(addr), addr, path)
+}
+
+fn wss_from(tls: SslStream<TcpStream>, addr: SocketAddr, path: &str) -> WebSocket<SslStream<TcpStream>> {
     assert_eq!(tls.ssl().selected_alpn_protocol(), Some(&b"http/1.1"[..]));
     let url = format!("wss://localhost:{}{path}", addr.port());
     let (ws, response) = tungstenite::client::client(url, tls).unwrap();
@@ -149,6 +162,23 @@ fn wss_echoes_text_binary_and_pings_and_closes_cleanly() {
         assert_eq!(server.metric("ringcast_messages_received_total"), 2002);
         assert_eq!(server.metric("ringcast_tls_errors_total"), 0);
         assert_eq!(server.metric("ringcast_tls_handshake_failures_total"), 0);
+    }
+}
+
+#[test]
+fn tls_1_2_clients_are_served_too() {
+    for driver in DRIVERS {
+        let server = TlsServer::start(driver, &[]);
+        let addr = server.process.addr;
+        let tls = tls_connect_up_to(addr, Some(SslVersion::TLS1_2));
+        assert_eq!(tls.ssl().version_str(), "TLSv1.2");
+        let mut ws = wss_from(tls, addr, "/");
+        let big = vec![7u8; 100_000];
+        ws.send(Message::binary(big.clone())).unwrap();
+        assert_eq!(next_data(&mut ws), Message::binary(big), "{driver}");
+        close_cleanly(ws);
+        let tls13 = tls_connect(addr);
+        assert_eq!(tls13.ssl().version_str(), "TLSv1.3", "the newest version both speak");
     }
 }
 
