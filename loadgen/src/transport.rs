@@ -19,8 +19,10 @@ use rustls::ClientConnection;
 use crate::conn::io_reason;
 use crate::tls::TlsClient;
 
-/// Ciphertext bytes read from the socket at a time.
-const TLS_READ_CHUNK: usize = 16 * 1024 + 256;
+/// Fewest ciphertext bytes read from the socket at a time (during the handshake, and when the
+/// plaintext buffer is smaller); otherwise as many as the plaintext buffer holds, so a TLS
+/// connection's read buffers scale with the run's messages like a plain one's.
+const MIN_TLS_READ: usize = 4096;
 
 type Shared = Rc<RefCell<ClientConnection>>;
 
@@ -62,7 +64,7 @@ impl Transport {
             if let Err(e) = flush(&mut tcp, &mut wr).await {
                 return Err(io_reason(&e));
             }
-            match feed(&mut tcp, &mut rd).await {
+            match feed(&mut tcp, &mut rd, MIN_TLS_READ).await {
                 Ok(true) => {}
                 Ok(false) => return Err("eof_in_tls_handshake".into()),
                 Err(e) => {
@@ -194,7 +196,7 @@ async fn read_tls<R: AsyncReadRent>(rd: &mut R, side: &mut TlsSide, mut buf: Vec
                 Err(e) => return (Err(e), buf),
             }
         }
-        match feed(rd, side).await {
+        match feed(rd, side, buf.capacity().max(MIN_TLS_READ)).await {
             Ok(true) => {}
             Ok(false) => return (Ok(0), buf),
             Err(e) => return (Err(e), buf),
@@ -202,13 +204,13 @@ async fn read_tls<R: AsyncReadRent>(rd: &mut R, side: &mut TlsSide, mut buf: Vec
     }
 }
 
-/// Gives rustls more ciphertext: what is left of the last socket read, else a new read.
-/// `Ok(false)` is the end of the TCP stream.
-async fn feed<R: AsyncReadRent>(rd: &mut R, side: &mut TlsSide) -> io::Result<bool> {
+/// Gives rustls more ciphertext: what is left of the last socket read, else a new read of up
+/// to `chunk` bytes. `Ok(false)` is the end of the TCP stream.
+async fn feed<R: AsyncReadRent>(rd: &mut R, side: &mut TlsSide, chunk: usize) -> io::Result<bool> {
     if side.fed == side.buf.len() {
         let mut buf = std::mem::take(&mut side.buf);
         buf.clear();
-        buf.reserve(TLS_READ_CHUNK);
+        buf.reserve(chunk);
         let (res, buf) = rd.read(buf).await;
         side.buf = buf;
         side.fed = 0;
