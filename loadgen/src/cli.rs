@@ -45,9 +45,20 @@ pub enum Command {
 /// Flags shared by every scenario.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Server URL, ws://HOST:PORT/PATH.
+    /// Server URL, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (TLS: the host is the SNI name
+    /// and the name the certificate must be valid for; needs --tls-ca or --tls-insecure; every
+    /// connection makes a full handshake, and handshake latency counts TCP connect, TLS
+    /// handshake and upgrade).
     #[arg(long)]
     pub url: String,
+    /// wss:// (and https:// --publish-url): verify the server's certificate against the CA
+    /// certificates in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// wss:// (and https:// --publish-url): do not verify the server's certificate, for
+    /// self-signed benchmarking targets (one warning line on stderr).
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
     /// Connections (connect, echo), concurrent loops (churn) or subscribers (push).
     #[arg(long, default_value_t = 100)]
     pub conns: u64,
@@ -76,8 +87,8 @@ pub struct CommonArgs {
     /// TCP connect timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// Timeout for the HTTP upgrade after the TCP connection is up (push over HTTP: for each
-    /// publish request's reply).
+    /// Timeout for the TLS handshake (wss://) and the HTTP upgrade after the TCP connection is
+    /// up (push over HTTP: for each publish request's TLS handshake and reply).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub handshake_timeout: Duration,
     /// Time for the final drain and close handshake (in churn: for each loop's echo and close).
@@ -204,8 +215,8 @@ pub struct PushArgs {
     /// How publishes reach the server.
     #[arg(long, value_enum, default_value_t = PublishVia::Http)]
     pub publish_via: PublishVia,
-    /// HTTP publishing: base URL, http://HOST:PORT[/PREFIX] (default: the --url host, spread over
-    /// --ports).
+    /// HTTP publishing: base URL, http[s]://HOST:PORT[/PREFIX] (default: the --url host, spread
+    /// over --ports, over TLS when --url is wss://).
     #[arg(long)]
     pub publish_url: Option<String>,
     /// HTTP publishing: at most N due publishes per request; N > 1 sends them as one

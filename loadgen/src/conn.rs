@@ -1,5 +1,5 @@
-//! One client connection: TCP connect, upgrade, then a reader and a writer task over the split
-//! socket until the close handshake is done.
+//! One client connection: TCP connect, TLS handshake (`wss://`), upgrade, then a reader and a
+//! writer task over the split [`Transport`] until the close handshake is done.
 //!
 //! The reader decodes server frames with ringcast's [`Session`] (role client), hands messages
 //! to the connection's [`Peer`] (echo: match them to send timestamps) and queues pongs and
@@ -15,7 +15,6 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 use ringcast::proto::close::close_payload;
 use ringcast::proto::frame::encode_frame;
@@ -29,9 +28,13 @@ use crate::plan::Pacing;
 use crate::push::subscriber::Subscriber;
 use crate::push::ws::WsPublisher;
 use crate::rng::WyRand;
+use crate::transport::{ReadHalf, Transport, WriteHalf};
 
 /// Names an I/O error the way the summary reports it (`refused`, `reset`, `timeout`, ...).
 pub fn io_reason(err: &io::Error) -> String {
+    if let Some(tls) = crate::tls::reason_in(err) {
+        return tls;
+    }
     let name = match err.raw_os_error() {
         Some(libc::ECONNREFUSED) => "refused",
         Some(libc::ECONNRESET) => "reset",
@@ -117,17 +120,15 @@ fn set_blocking(fd: RawFd) -> io::Result<()> {
 }
 
 /// Writes the upgrade request and reads the response; returns the bytes that followed it.
-async fn upgrade(stream: &mut TcpStream, req: Vec<u8>, key: &str, read_capacity: usize) -> Result<Vec<u8>, String> {
-    let (res, _) = stream.write_all(req).await;
-    res.map_err(|e| io_reason(&e))?;
+async fn upgrade(stream: &mut Transport, req: Vec<u8>, key: &str, read_capacity: usize) -> Result<Vec<u8>, String> {
+    stream.write_all(req).await.map_err(|e| io_reason(&e))?;
     let mut buf = Vec::with_capacity(read_capacity.max(1024));
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(buf.capacity().min(MAX_RESPONSE_HEAD));
         }
-        let filled = buf.len();
-        let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(buf, filled..)).await;
-        buf = slice.into_inner();
+        let (res, back) = stream.read_append(buf).await;
+        buf = back;
         match res {
             Ok(0) => return Err("eof_in_handshake".into()),
             Ok(_) => {}
@@ -140,11 +141,12 @@ async fn upgrade(stream: &mut TcpStream, req: Vec<u8>, key: &str, read_capacity:
     }
 }
 
-/// Connects and upgrades connection number `global`; on failure returns the reason.
-pub async fn establish(engine: &Engine, global: u64) -> Result<(TcpStream, Vec<u8>), String> {
+/// Connects, makes the TLS handshake (`wss://`) and upgrades connection number `global`; on
+/// failure returns the reason. `--handshake-timeout` bounds TLS handshake and upgrade together.
+pub async fn establish(engine: &Engine, global: u64) -> Result<(Transport, Vec<u8>), String> {
     let plan = &engine.plan;
     let (src, dst) = plan.targets.pick(global);
-    let mut stream = match monoio::time::timeout(plan.timeouts.connect, tcp_connect(src, dst)).await {
+    let tcp = match monoio::time::timeout(plan.timeouts.connect, tcp_connect(src, dst)).await {
         Err(_) => return Err("timeout".into()),
         Ok(Err(e)) => return Err(io_reason(&e)),
         Ok(Ok(stream)) => stream,
@@ -152,11 +154,15 @@ pub async fn establish(engine: &Engine, global: u64) -> Result<(TcpStream, Vec<u
     let key = new_key(&mut engine.rng.borrow_mut());
     let path = plan.upgrade_path(global);
     let req = request(&path, &plan.url.host_header(dst.port()), &key, &plan.headers);
-    let leftover = upgrade(&mut stream, req, &key, engine.read_capacity);
-    match monoio::time::timeout(plan.timeouts.handshake, leftover).await {
+    let upgraded = async {
+        let mut stream = Transport::open(tcp, plan.tls.as_ref()).await?;
+        let leftover = upgrade(&mut stream, req, &key, engine.read_capacity).await?;
+        Ok((stream, leftover))
+    };
+    match monoio::time::timeout(plan.timeouts.handshake, upgraded).await {
         Err(_) => Err("handshake_timeout".into()),
         Ok(Err(reason)) => Err(reason),
-        Ok(Ok(leftover)) => Ok((stream, leftover)),
+        Ok(Ok(upgraded)) => Ok(upgraded),
     }
 }
 
@@ -286,7 +292,7 @@ pub async fn drive(
     engine: &Engine,
     slot: usize,
     peer: Peer,
-    stream: TcpStream,
+    stream: Transport,
     leftover: Vec<u8>,
 ) -> Result<(), String> {
     let seed = engine.rng.borrow_mut().next_u64();
@@ -306,12 +312,7 @@ pub async fn drive(
     read.and(write)
 }
 
-async fn read_loop(
-    engine: &Engine,
-    link: &Link,
-    mut rd: OwnedReadHalf<TcpStream>,
-    leftover: Vec<u8>,
-) -> Result<(), String> {
+async fn read_loop(engine: &Engine, link: &Link, mut rd: ReadHalf, leftover: Vec<u8>) -> Result<(), String> {
     let mut session = Session::new(Role::Client, engine.plan.max_message_size());
     let mut buf = leftover;
     buf.reserve(engine.read_capacity.saturating_sub(buf.len()));
@@ -331,8 +332,11 @@ async fn read_loop(
             }
         }
         buf.clear();
-        let (res, back) = rd.read(buf).await;
+        let (res, back) = rd.read_append(buf).await;
         buf = back;
+        if rd.wants_write() {
+            link.wake();
+        }
         match res {
             Ok(0) => break link.cut_short_reason(),
             Ok(_) => {}
@@ -392,18 +396,14 @@ fn on_echo(engine: &Engine, link: &Link, kind: MessageKind, payload: &[u8]) -> R
     Ok(())
 }
 
-async fn write_loop(
-    engine: &Engine,
-    link: &Link,
-    mut wr: OwnedWriteHalf<TcpStream>,
-) -> (Result<(), String>, OwnedWriteHalf<TcpStream>) {
+async fn write_loop(engine: &Engine, link: &Link, mut wr: WriteHalf) -> (Result<(), String>, WriteHalf) {
     let mut buf = BytesMut::with_capacity(engine.write_capacity);
     loop {
         if link.reader_done.get() {
             return (Ok(()), wr);
         }
         fill(engine, link, &mut buf);
-        if buf.is_empty() {
+        if buf.is_empty() && !wr.wants_write() {
             if link.close_sent.get() {
                 return (Ok(()), wr);
             }

@@ -4,7 +4,7 @@
 //! One pinned monoio runtime per client core (io_uring, falling back to epoll), connections
 //! split over the cores and optionally over several processes (--procs). The protocol work
 //! is done by ringcast's sans-io core: `Session` decodes server frames, `encode_frame` writes
-//! masked client frames, `accept_key` checks the upgrade.
+//! masked client frames, `accept_key` checks the upgrade. `wss://` runs over rustls (ring).
 
 mod cli;
 mod compare;
@@ -25,6 +25,8 @@ mod rng;
 mod run;
 mod stats;
 mod target;
+mod tls;
+mod transport;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,6 +68,9 @@ fn run(cli: Cli) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    if common.tls_insecure && common.worker_index.is_none() {
+        eprintln!("ringcast-loadgen: warning: --tls-insecure: server certificates are not verified");
+    }
     let plan = Arc::new(plan);
     let cores = client_cores(&common)?;
     if let (Some(index), Some(count)) = (common.worker_index, common.worker_count) {

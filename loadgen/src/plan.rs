@@ -12,6 +12,7 @@ use crate::cli::{ChurnArgs, CommonArgs, ConnectArgs, EchoArgs, PublishVia, PushA
 use crate::push::payload::STAMP_DIGITS;
 use crate::push::topic_name;
 use crate::target::{Targets, WsUrl};
+use crate::tls::{TlsClient, Trust};
 
 /// The scenario being run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +73,7 @@ pub struct Traffic {
 pub struct Timeouts {
     /// TCP connect.
     pub connect: Duration,
-    /// HTTP upgrade.
+    /// TLS handshake (`wss://`) and HTTP upgrade together.
     pub handshake: Duration,
     /// Final drain and close handshake (per loop in churn).
     pub close: Duration,
@@ -89,6 +90,8 @@ pub struct Plan {
     pub url: WsUrl,
     /// Where connections go.
     pub targets: Targets,
+    /// TLS settings (`wss://`).
+    pub tls: Option<TlsClient>,
     /// Total connections (or churn loops) over all processes.
     pub conns_total: u64,
     /// Message behaviour.
@@ -140,6 +143,8 @@ pub struct HttpPublishing {
     pub targets: Targets,
     /// The host for the `Host` header and the path prefix of the publish endpoints.
     pub url: WsUrl,
+    /// TLS settings (`https://`, or the default target of a `wss://` run).
+    pub tls: Option<TlsClient>,
     /// Most publishes per request (more than one: a `POST /publish` batch).
     pub batch: usize,
 }
@@ -252,6 +257,10 @@ impl Plan {
             PublishVia::Ws => Publishing::Ws(publishers),
             PublishVia::Http => Publishing::Http(http_publishing(&plan, args)?),
         };
+        let http_tls = matches!(&publishing, Publishing::Http(h) if h.tls.is_some());
+        if plan.tls.is_none() && !http_tls {
+            refuse_unused_trust(&args.common)?;
+        }
         plan.push = Some(PushPlan {
             subscribers: args.common.conns,
             topics: args.topics,
@@ -270,6 +279,10 @@ impl Plan {
         window: Duration,
     ) -> Result<Plan, String> {
         let url = WsUrl::parse(&common.url)?;
+        let tls = tls_for(&common.url, &url, common)?;
+        if tls.is_none() && scenario != Scenario::Push {
+            refuse_unused_trust(common)?;
+        }
         let ip = url.resolve()?;
         let ports = common.ports.as_ref().map_or_else(|| vec![url.port], |p| p.0.clone());
         let sources = common.source_addrs.as_ref().map_or_else(Vec::new, |s| s.0.clone());
@@ -298,6 +311,7 @@ impl Plan {
                 dests: ports.into_iter().map(|p| SocketAddr::new(ip, p)).collect(),
                 sources,
             },
+            tls,
             conns_total: common.conns,
             traffic,
             ramp_rate: common.ramp_rate,
@@ -384,11 +398,11 @@ fn publishers(args: &PushArgs) -> Result<u64, String> {
 
 /// Where HTTP publishes go: --publish-url, else the --url host on every --ports port.
 fn http_publishing(plan: &Plan, args: &PushArgs) -> Result<HttpPublishing, String> {
-    let (url, dests) = match &args.publish_url {
+    let (url, dests, tls) = match &args.publish_url {
         None => {
             let mut url = plan.url.clone();
             url.path = String::new();
-            (url, plan.targets.dests.clone())
+            (url, plan.targets.dests.clone(), plan.tls.clone())
         }
         Some(text) => {
             let mut url = WsUrl::parse_http(text)?;
@@ -401,7 +415,8 @@ fn http_publishing(plan: &Plan, args: &PushArgs) -> Result<HttpPublishing, Strin
                 return Err(format!("source address {bad} is not of the same family as {ip}"));
             }
             let dest = SocketAddr::new(ip, url.port);
-            (url, vec![dest])
+            let tls = tls_for(text, &url, &args.common)?;
+            (url, vec![dest], tls)
         }
     };
     Ok(HttpPublishing {
@@ -410,8 +425,42 @@ fn http_publishing(plan: &Plan, args: &PushArgs) -> Result<HttpPublishing, Strin
             sources: plan.targets.sources.clone(),
         },
         url,
+        tls,
         batch: args.publish_batch,
     })
+}
+
+/// How --tls-ca / --tls-insecure say to check server certificates, if they do.
+fn trust(common: &CommonArgs) -> Option<Trust> {
+    match (&common.tls_ca, common.tls_insecure) {
+        (Some(path), _) => Some(Trust::CaFile(path.clone())),
+        (None, true) => Some(Trust::Insecure),
+        (None, false) => None,
+    }
+}
+
+/// The TLS settings for connections to `url`: none for a plain URL; a TLS URL needs a trust
+/// flag (there is no system trust store to fall back on).
+fn tls_for(text: &str, url: &WsUrl, common: &CommonArgs) -> Result<Option<TlsClient>, String> {
+    if !url.tls {
+        return Ok(None);
+    }
+    let Some(trust) = trust(common) else {
+        return Err(format!(
+            "{text}: a TLS URL needs --tls-ca FILE (PEM CA certificates to verify the server with) \
+             or --tls-insecure (no verification, for self-signed test servers)"
+        ));
+    };
+    TlsClient::new(&url.host, &trust).map(Some)
+}
+
+/// Refuses trust flags on a run that makes no TLS connection.
+fn refuse_unused_trust(common: &CommonArgs) -> Result<(), String> {
+    match trust(common) {
+        Some(Trust::CaFile(_)) => Err("--tls-ca is for wss:// (and https:// --publish-url) URLs".into()),
+        Some(Trust::Insecure) => Err("--tls-insecure is for wss:// (and https:// --publish-url) URLs".into()),
+        None => Ok(()),
+    }
 }
 
 /// One core's share of the run.
@@ -530,5 +579,45 @@ mod tests {
         assert!(Plan::push(&push_args(&["--publish-batch", "0"])).is_err());
         assert!(Plan::push(&push_args(&["--publish-via", "ws", "--publish-batch", "2"])).is_err());
         assert!(Plan::push(&push_args(&["--publish-rate", "0"])).is_err());
+    }
+
+    #[test]
+    fn tls_goes_with_tls_urls_only() {
+        use clap::Parser;
+        let echo = |args: &[&str]| {
+            let all = [&["ringcast-loadgen", "echo", "--url"][..], args].concat();
+            match crate::cli::Cli::try_parse_from(all).unwrap().command {
+                crate::cli::Command::Echo(echo) => Plan::echo(&echo),
+                _ => unreachable!(),
+            }
+        };
+        let plan = echo(&["wss://127.0.0.1/", "--tls-insecure"]).unwrap();
+        assert!(plan.tls.is_some());
+        assert_eq!(plan.targets.dests, ["127.0.0.1:443".parse().unwrap()]);
+        assert!(echo(&["ws://127.0.0.1/"]).unwrap().tls.is_none());
+        assert!(echo(&["wss://127.0.0.1/"]).unwrap_err().contains("--tls-ca FILE"));
+        assert!(echo(&["ws://127.0.0.1/", "--tls-insecure"]).is_err());
+        // A wss:// push run publishes over TLS by default, and to an https:// --publish-url;
+        // a ws:// one may still publish to https://.
+        let wss = |extra: &[&str]| {
+            let mut args = push_args(&["--tls-insecure"]);
+            args.common.url = "wss://127.0.0.1:9443/ws".into();
+            if let [url] = extra {
+                args.publish_url = Some(url.to_string());
+            }
+            Plan::push(&args).unwrap()
+        };
+        let tls_of = |plan: &Plan| plan.push.as_ref().unwrap().http().unwrap().tls.is_some();
+        assert!(tls_of(&wss(&[])));
+        assert!(!tls_of(&wss(&["http://127.0.0.1:8080"])));
+        assert!(tls_of(&wss(&["https://127.0.0.1:8443"])));
+        let https = Plan::push(&push_args(&[
+            "--publish-url",
+            "https://127.0.0.1:8443",
+            "--tls-insecure",
+        ]))
+        .unwrap();
+        assert!(https.tls.is_none() && tls_of(&https));
+        assert!(Plan::push(&push_args(&["--tls-insecure"])).is_err());
     }
 }

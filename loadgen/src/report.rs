@@ -92,7 +92,7 @@ pub struct Summary {
     pub hold_server_cpu_seconds: Option<f64>,
     /// Message round-trip latency (push: from the intended publish time to receipt).
     pub latency_us: Percentiles,
-    /// Connect + upgrade latency.
+    /// Connection setup latency: TCP connect, the TLS handshake (wss://) and the upgrade.
     pub handshake_latency_us: Percentiles,
     /// Client CPU seconds (utime+stime of every loadgen process) inside the load window
     /// (connect: the hold); null when /proc is unreadable.
@@ -349,7 +349,16 @@ pub fn human(s: &Summary) -> String {
         let _ = writeln!(out, "  latency us    {}", percentile_line(&s.latency_us));
     }
     let _ = writeln!(out, "  handshakes    {} = {:.0}/s", s.handshakes, s.handshakes_per_sec);
-    let _ = writeln!(out, "  handshake us  {}", percentile_line(&s.handshake_latency_us));
+    let setup = if s.url.starts_with("wss://") {
+        "TCP + TLS + upgrade"
+    } else {
+        "TCP + upgrade"
+    };
+    let _ = writeln!(
+        out,
+        "  handshake us  {} ({setup})",
+        percentile_line(&s.handshake_latency_us)
+    );
     if let (Some(loops), Some(rate)) = (s.loops_completed, s.conns_per_sec) {
         let _ = writeln!(out, "  churn loops   {loops} completed = {rate:.0} connections/s");
     }

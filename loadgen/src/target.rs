@@ -1,38 +1,37 @@
-//! Where connections go: the `ws://` URL, destination ports, and local source addresses.
+//! Where connections go: the `ws://` or `wss://` URL, destination ports, and local source
+//! addresses.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
-/// A parsed `ws://host:port/path` (or, for publishing, `http://`) URL.
+/// A parsed `ws://host:port/path` or `wss://` (for publishing, `http://` or `https://`) URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
+    /// `wss://` or `https://`: TLS, with the host as the server name.
+    pub tls: bool,
     /// The host as written (an IPv6 literal keeps its brackets), for the `Host` header.
     pub host: String,
-    /// The port from the URL (80 when absent).
+    /// The port from the URL (80, or 443 with TLS, when absent).
     pub port: u16,
     /// Path and query, `/` when absent.
     pub path: String,
 }
 
 impl WsUrl {
-    /// Parses a `ws://` URL; `wss://` is refused (no TLS in the load generator).
+    /// Parses a `ws://` or `wss://` URL.
     pub fn parse(url: &str) -> Result<WsUrl, String> {
         WsUrl::parse_scheme(url, "ws")
     }
 
-    /// Parses an `http://` URL of the same shape (HTTP publishing); `https://` is refused.
+    /// Parses an `http://` or `https://` URL of the same shape (HTTP publishing).
     pub fn parse_http(url: &str) -> Result<WsUrl, String> {
         WsUrl::parse_scheme(url, "http")
     }
 
     fn parse_scheme(url: &str, scheme: &str) -> Result<WsUrl, String> {
-        let rest = match url.split_once("://") {
-            Some((s, rest)) if s == scheme => rest,
-            Some((s, _)) if s == format!("{scheme}s") => {
-                return Err(format!(
-                    "{url}: {s}:// is not supported; point at a plain {scheme}:// listener"
-                ))
-            }
-            _ => return Err(format!("{url}: expected a {scheme}://HOST:PORT/PATH URL")),
+        let (tls, rest) = match url.split_once("://") {
+            Some((s, rest)) if s == scheme => (false, rest),
+            Some((s, rest)) if s.strip_suffix('s') == Some(scheme) => (true, rest),
+            _ => return Err(format!("{url}: expected a {scheme}[s]://HOST:PORT/PATH URL")),
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
@@ -58,9 +57,10 @@ impl WsUrl {
         }
         let port = match port {
             Some(p) => p.parse().map_err(|_| format!("{url}: bad port {p:?}"))?,
+            None if tls => 443,
             None => 80,
         };
-        Ok(WsUrl { host, port, path })
+        Ok(WsUrl { tls, host, port, path })
     }
 
     /// Resolves the host to one address (the first the resolver returns).
@@ -77,9 +77,9 @@ impl WsUrl {
             .ok_or_else(|| format!("{bare} resolved to no address"))
     }
 
-    /// The `Host` header value for a connection to `port`.
+    /// The `Host` header value for a connection to `port` (without the scheme's default port).
     pub fn host_header(&self, port: u16) -> String {
-        if port == 80 {
+        if port == if self.tls { 443 } else { 80 } {
             self.host.clone()
         } else {
             format!("{}:{port}", self.host)
@@ -192,13 +192,29 @@ mod tests {
         assert_eq!(u.resolve().unwrap(), "::1".parse::<IpAddr>().unwrap());
         let u = WsUrl::parse("ws://h:1?only=query").unwrap();
         assert_eq!(u.path, "/?only=query");
-        assert!(WsUrl::parse("wss://h/").unwrap_err().contains("wss"));
+        let u = WsUrl::parse("wss://example.com/s").unwrap();
+        assert_eq!(
+            (u.tls, u.host.as_str(), u.port, u.path.as_str()),
+            (true, "example.com", 443, "/s")
+        );
+        assert_eq!(
+            (u.host_header(443), u.host_header(80)),
+            ("example.com".into(), "example.com:80".into())
+        );
+        let u = WsUrl::parse("wss://127.0.0.1:9443").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.host_header(9443).as_str()),
+            (true, 9443, "127.0.0.1:9443")
+        );
+        assert!(!WsUrl::parse("ws://h/").unwrap().tls);
+        assert!(WsUrl::parse("wsss://h/").is_err());
         assert!(WsUrl::parse("http://h/").is_err());
         assert!(WsUrl::parse("ws://h:99999/").is_err());
         assert!(WsUrl::parse("ws://:80/").is_err());
         let h = WsUrl::parse_http("http://127.0.0.1:8080").unwrap();
         assert_eq!((h.port, h.path.as_str()), (8080, "/"));
-        assert!(WsUrl::parse_http("https://h/").unwrap_err().contains("https://"));
+        let h = WsUrl::parse_http("https://h/p").unwrap();
+        assert_eq!((h.tls, h.port, h.path.as_str()), (true, 443, "/p"));
         assert!(WsUrl::parse_http("ws://h/").is_err());
     }
 

@@ -7,12 +7,17 @@ mod support;
 
 use serde_json::Value;
 use support::push::{Faults, PushServer};
+use support::tls::{fixture, TlsFront};
 use support::{count, loadgen, run, scratch, summary, u, wait_for};
 
 /// Runs `push` against `server` with `args` and returns (exit code, summary).
 fn push(server: &PushServer, args: &[&str]) -> (i32, Value) {
-    let url = server.url();
-    let mut all = vec!["push", "--url", &url, "--json", "--close-timeout", "1s"];
+    push_to(&server.url(), args)
+}
+
+/// Runs `push` against the server at `url` with `args` and returns (exit code, summary).
+fn push_to(url: &str, args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["push", "--url", url, "--json", "--close-timeout", "1s"];
     all.extend_from_slice(args);
     let (code, out, err) = run(loadgen(&all));
     assert!(
@@ -315,7 +320,8 @@ fn bad_push_arguments_are_refused_before_connecting() {
             "--publish-url is for",
         ),
         (&["--publishers", "2"], "--publishers is for --publish-via ws"),
-        (&["--publish-url", "https://127.0.0.1:1"], "https:// is not supported"),
+        (&["--publish-url", "https://127.0.0.1:1"], "needs --tls-ca FILE"),
+        (&["--tls-insecure"], "--tls-insecure is for wss://"),
     ] {
         let mut all = vec!["push", "--url", "ws://127.0.0.1:9/ws"];
         all.extend_from_slice(args);
@@ -323,4 +329,42 @@ fn bad_push_arguments_are_refused_before_connecting() {
         assert_eq!(code, 2, "{args:?}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn wss_subscribers_get_every_publish_made_over_https_and_over_wss() {
+    let server = PushServer::start(Faults::default());
+    let front = TlsFront::start(server.addr);
+    let (url, ca) = (front.url("/ws"), fixture("ca.pem"));
+    let window = ["--duration", "600ms", "--warmup", "100ms", "--drain", "300ms"];
+    // HTTP publishing goes to the --url host: over TLS, like the subscribers.
+    let mut args = vec![
+        "--tls-ca",
+        &ca,
+        "--conns",
+        "6",
+        "--topics",
+        "2",
+        "--publish-rate",
+        "200",
+    ];
+    args.extend_from_slice(&window);
+    let (code, s) = push_to(&url, &args);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(u(&s, "conns_established"), 6);
+    let p = assert_exact(&server, &s, 3);
+    assert_eq!(count(&server.counts.single_requests), u(&p, "publishes_acked"));
+    wait_for(|| count(&server.counts.closes) == 6);
+    // WebSocket publishers connect over wss:// too.
+    let mut args = vec!["--tls-insecure", "--conns", "4", "--topics", "2", "--publish-via", "ws"];
+    args.extend_from_slice(&["--publish-rate", "200"]);
+    args.extend_from_slice(&window);
+    let (code, s) = push_to(&url, &args);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!((u(&s, "conns_target"), u(&s, "conns_established")), (5, 5));
+    let p = s["push"].clone();
+    assert_eq!(u(&p, "publishes_failed"), 0, "{p}");
+    assert_eq!(u(&p, "deliveries_received"), u(&p, "publishes_acked") * 2, "{p}");
+    assert_eq!(count(&server.counts.ws_publishes), u(&p, "publishes_acked"));
+    wait_for(|| count(&server.counts.closes) == 6 + 5);
 }

@@ -1,5 +1,6 @@
 //! Publishing over HTTP: the lane's due publishes go out as `POST /publish/{topic}` requests
-//! (or `POST /publish` batches), each on a new TCP connection, at most `--max-pending` at once.
+//! (or `POST /publish` batches), each on a new TCP (or TLS) connection, at most `--max-pending`
+//! at once.
 //!
 //! The server answers one request per connection and closes it. The client reads to EOF so
 //! the server closes first: its own ports then do not pile up in TIME_WAIT at high rates.
@@ -10,9 +11,6 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
-
 use super::envelope;
 use super::publish::{self, Publish};
 use super::topic_name;
@@ -20,6 +18,7 @@ use crate::conn::{io_reason, tcp_connect};
 use crate::engine::Engine;
 use crate::local::Notify;
 use crate::plan::HttpPublishing;
+use crate::transport::Transport;
 
 /// Longest reply accepted.
 const MAX_REPLY: usize = 64 * 1024;
@@ -113,16 +112,21 @@ async fn exchange(engine: &Engine, target: u64, batch: &[Publish]) -> Result<(),
     let http = settings(engine);
     let timeouts = engine.plan.timeouts;
     let (src, dst) = http.targets.pick(target);
-    let mut stream = match monoio::time::timeout(timeouts.connect, tcp_connect(src, dst)).await {
+    let tcp = match monoio::time::timeout(timeouts.connect, tcp_connect(src, dst)).await {
         Err(_) => return Err("publish_connect_timeout".into()),
         Ok(Err(e)) => return Err(format!("publish_{}", io_reason(&e))),
-        Ok(Ok(stream)) => stream,
+        Ok(Ok(tcp)) => tcp,
     };
     let req = request(engine, http, dst, batch);
     let mut reply = Vec::new();
     let talk = async {
-        let (res, _) = stream.write_all(req).await;
-        res.map_err(|e| format!("publish_{}", io_reason(&e)))?;
+        let mut stream = Transport::open(tcp, http.tls.as_ref())
+            .await
+            .map_err(|reason| format!("publish_{reason}"))?;
+        stream
+            .write_all(req)
+            .await
+            .map_err(|e| format!("publish_{}", io_reason(&e)))?;
         publish::written(engine, batch.len() as u64);
         read_to_eof(&mut stream, &mut reply).await
     };
@@ -186,10 +190,10 @@ fn request(engine: &Engine, http: &HttpPublishing, dst: SocketAddr, batch: &[Pub
 
 /// Reads into `into` until the server closes; the bytes read stay in `into` if the future is
 /// dropped half way (a timeout).
-async fn read_to_eof(stream: &mut TcpStream, into: &mut Vec<u8>) -> Result<(), String> {
+async fn read_to_eof(stream: &mut Transport, into: &mut Vec<u8>) -> Result<(), String> {
     let mut chunk = Vec::with_capacity(READ_CHUNK);
     loop {
-        let (res, back) = stream.read(chunk).await;
+        let (res, back) = stream.read_append(chunk).await;
         chunk = back;
         match res {
             Ok(0) => return Ok(()),

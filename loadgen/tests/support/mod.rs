@@ -1,10 +1,11 @@
-//! Test helpers: the tungstenite test server, the fake push server, running the loadgen binary,
-//! reading its summary.
+//! Test helpers: the tungstenite test server, the fake push server, a TLS front for both,
+//! running the loadgen binary, reading its summary.
 
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub mod push;
 mod server;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
