@@ -114,7 +114,7 @@ impl Accepted {
         let Some(tls) = &mut self.tls else {
             return Ok(data.into());
         };
-        let mut records = Vec::with_capacity(data.len() + 64);
+        let mut records = Vec::new();
         tls.encrypt(&[data], &mut records).map_err(io::Error::other)?;
         Ok(records.into())
     }

@@ -304,7 +304,7 @@ impl ConnState {
             let outbound = self.outbound.as_deref_mut()?;
             let closing = self.sent_close.is_some();
             outbound.encrypt_queued(|plaintext| {
-                let mut records = Vec::with_capacity(plaintext.iter().map(|p| p.len()).sum::<usize>() + 64);
+                let mut records = Vec::new();
                 let mut encrypted = tls.encrypt(plaintext, &mut records);
                 if closing && encrypted.is_ok() {
                     encrypted = tls.close_notify(&mut records);

@@ -10,6 +10,10 @@ use rustls::ServerConfig;
 /// Most plaintext one record carries (RFC 8446 §5.1).
 const MAX_FRAGMENT: usize = 16 * 1024;
 
+/// Chunks at least this long are encrypted where they lie rather than copied into a joint
+/// buffer first (the copy would cost more than the record's overhead).
+const DIRECT_CHUNK: usize = 2048;
+
 /// Room reserved per record for its header, content type, padding and tag (22 bytes for the
 /// AEAD suites; the rest is slack, and a too-small buffer is grown to what rustls asks).
 const RECORD_OVERHEAD: usize = 64;
@@ -90,6 +94,8 @@ impl TlsSession {
         plaintext: &mut Vec<u8>,
         transmit: &mut Vec<u8>,
     ) -> Result<ReadOutcome, TlsError> {
+        // Plaintext is never longer than the ciphertext it came in.
+        plaintext.reserve(input.len() + self.pending.len());
         if self.pending.is_empty() {
             let (used, outcome) = self.process(input, plaintext, transmit)?;
             if used < input.len() {
@@ -162,21 +168,32 @@ impl TlsSession {
         }
     }
 
-    /// Encrypts `chunks`, in order, into one record stream appended to `out` (chunks are
-    /// joined first when several, so small frames share records). Records rustls has queued
-    /// itself (a key update) come first.
+    /// Encrypts `chunks`, in order, into one record stream appended to `out`: a chunk of at
+    /// least [`DIRECT_CHUNK`] bytes is encrypted where it lies, shorter ones are joined first so
+    /// that small frames share records. Room is reserved once, for these records and a
+    /// close_notify after them. Records rustls has queued itself (a key update) come first.
     pub fn encrypt(&mut self, chunks: &[&[u8]], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        let joined;
-        let plaintext: &[u8] = match chunks {
-            [] => return Ok(()),
-            [one] => one,
-            many => {
-                joined = many.concat();
-                &joined
+        let total: usize = chunks.iter().map(|c| c.len()).sum();
+        out.reserve(total + (chunks.len() + total / MAX_FRAGMENT + 2) * RECORD_OVERHEAD);
+        let mut joined = Vec::new();
+        for chunk in chunks {
+            if chunk.len() >= DIRECT_CHUNK {
+                self.encrypt_one(&std::mem::take(&mut joined), out)?;
+                self.encrypt_one(chunk, out)?;
+            } else {
+                joined.extend_from_slice(chunk);
             }
-        };
+        }
+        self.encrypt_one(&joined, out)
+    }
+
+    /// Encrypts `plaintext` (if any) into records appended to `out`.
+    fn encrypt_one(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if plaintext.is_empty() {
+            return Ok(());
+        }
         self.with_write_traffic(out, |traffic, out| {
-            let records = plaintext.len().div_ceil(MAX_FRAGMENT).max(1);
+            let records = plaintext.len().div_ceil(MAX_FRAGMENT);
             encrypt_into(out, plaintext.len() + records * RECORD_OVERHEAD, |buf| {
                 traffic.encrypt(plaintext, buf)
             })
