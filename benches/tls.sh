@@ -13,6 +13,7 @@
 #              (KiB per connection), after an echo warm-up on one connection
 #
 #   REPS=3 DURATION=8s IDLE=10000 benches/tls.sh
+#   PROFILE=1 benches/tls.sh    # instead: perf profile of the server under the TLS 4 KiB echo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/common.sh
@@ -46,6 +47,18 @@ start_server() {
 stop_server() { kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; }
 
 loadgen() { timeout 300 taskset -c 1 "$BIN/ringcast-loadgen" "$@" --cores 1 --json --quiet 2>/dev/null | tail -1; }
+
+if [ "${PROFILE:-0}" = 1 ]; then
+  start_server tls
+  loadgen echo --url "$url" "${trust[@]}" --conns 100 --size 4096 --in-flight 16 --duration 8s >/dev/null &
+  lg=$!
+  sleep 2
+  perf record -F 2000 -g -p "$server" -o "$results.perf" -- sleep 4 >/dev/null 2>&1
+  wait "$lg"
+  perf report -i "$results.perf" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]+\.[0-9]+%' | head -15
+  rm -f "$results.perf"
+  exit 0
+fi
 
 for rep in $(seq "$REPS"); do
   for kind in plain tls; do
