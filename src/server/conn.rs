@@ -23,7 +23,7 @@ use crate::tls::TlsSession;
 /// Why the engine itself (not the peer, not a handler) ended a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EngineClose {
-    /// Silent past ping_interval + pong_timeout.
+    /// A ping unanswered for pong_timeout (and silent past ping_interval + pong_timeout).
     Heartbeat,
     /// Silent past idle_timeout.
     Idle,
@@ -136,6 +136,9 @@ pub struct ConnState {
     pub(crate) timer: Option<TimerKey>,
     /// Whether the first (spread) liveness check has happened.
     pub(crate) liveness_primed: bool,
+    /// The tick of the first heartbeat ping sent since the peer was last heard (it is
+    /// unanswered while later than `last_rx_tick`).
+    pub(crate) first_ping_tick: u64,
     fd: RawFd,
     /// The data path's view of the socket.
     pub(crate) io: IoFlags,
@@ -468,6 +471,7 @@ impl Connections {
             last_rx_tick: now_tick,
             timer: None,
             liveness_primed: false,
+            first_ping_tick: 0,
             fd,
             io: if tls.is_some() {
                 IoFlags::TLS

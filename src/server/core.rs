@@ -324,6 +324,7 @@ impl<H> CoreCtx<H> {
             ping_interval: interval,
             idle_limit,
             heartbeat_limit,
+            pong_timeout,
         } = self.limits;
         let outcome = self.conns.with(id, |conn| {
             conn.timer = None;
@@ -338,14 +339,17 @@ impl<H> CoreCtx<H> {
                 conn.close_by_engine(EngineClose::Idle, CloseCode::GOING_AWAY, "idle timeout");
                 return Liveness::IdleTimeout;
             }
-            if heartbeat_limit.is_some_and(|limit| silent >= limit) {
+            // The heartbeat closes only a connection that left a ping unanswered for the pong
+            // timeout: after a stall of the core, a silent connection is pinged first.
+            let mut unanswered_ping = (conn.first_ping_tick > last_rx).then_some(conn.first_ping_tick);
+            let heartbeat_due = |ping: u64| heartbeat_limit.map(|limit| (ping + pong_timeout).max(last_rx + limit));
+            if unanswered_ping.and_then(heartbeat_due).is_some_and(|due| now >= due) {
                 conn.close_by_engine(EngineClose::Heartbeat, CloseCode::GOING_AWAY, "heartbeat timeout");
                 return Liveness::HeartbeatTimeout;
             }
-            let mut next = [idle_limit, heartbeat_limit]
-                .into_iter()
-                .flatten()
+            let mut next = idle_limit
                 .map(|limit| last_rx + limit)
+                .into_iter()
                 .chain(token_deadline)
                 .min();
             let mut outcome = Liveness::Alive;
@@ -358,12 +362,17 @@ impl<H> CoreCtx<H> {
                 };
                 let next_ping = if silent >= due_after {
                     conn.send_ping();
+                    if unanswered_ping.is_none() {
+                        conn.first_ping_tick = now;
+                        unanswered_ping = Some(now);
+                    }
                     outcome = Liveness::Pinged;
                     now + interval
                 } else {
                     last_rx + interval
                 };
-                next = next.map(|n| n.min(next_ping));
+                let heartbeat = unanswered_ping.and_then(heartbeat_due);
+                next = [next, Some(next_ping), heartbeat].into_iter().flatten().min();
             }
             if let Some(deadline) = next {
                 conn.timer = Some(self.timers.borrow_mut().arm(deadline, TimerSlot::of(id)));
@@ -387,18 +396,23 @@ struct LivenessLimits {
     ping_interval: Option<u64>,
     /// Silence after which the connection is closed as idle.
     idle_limit: Option<u64>,
-    /// Silence after which an unanswered connection is closed (ping interval + pong timeout).
+    /// Silence after which an unanswered connection is closed (ping interval + pong timeout),
+    /// at the earliest the pong timeout after its first unanswered ping.
     heartbeat_limit: Option<u64>,
+    /// The pong timeout.
+    pong_timeout: u64,
 }
 
 impl LivenessLimits {
     fn from_config(config: &crate::config::Config) -> LivenessLimits {
         let ticks = |d: Duration| (!d.is_zero()).then(|| duration_to_ticks(d, config.timer_tick));
         let ping_interval = ticks(config.ping_interval);
+        let pong_timeout = duration_to_ticks(config.pong_timeout, config.timer_tick);
         LivenessLimits {
             ping_interval,
             idle_limit: ticks(config.idle_timeout),
-            heartbeat_limit: ping_interval.map(|i| i + duration_to_ticks(config.pong_timeout, config.timer_tick)),
+            heartbeat_limit: ping_interval.map(|i| i + pong_timeout),
+            pong_timeout,
         }
     }
 
@@ -526,6 +540,49 @@ mod tests {
             Some(false),
             "no timer without a token"
         );
+    }
+
+    #[test]
+    fn a_silent_connection_is_pinged_then_closed_a_pong_timeout_later_even_after_a_stall() {
+        let mut config = Config::embedded();
+        config.ping_interval = Duration::from_secs(1);
+        config.pong_timeout = Duration::from_secs(2);
+        config.timer_tick = Duration::from_millis(100);
+        let core = core_with(config.clone());
+        let steady = open(&core);
+        let mut due = Vec::new();
+        let closed = |core: &CoreCtx<_>, id| {
+            core.conns
+                .with(id, |c: &mut crate::server::conn::ConnState| c.close_sent())
+                .unwrap()
+        };
+        // Tick by tick: the first ping within the first interval, the close once the silence
+        // reaches interval + pong timeout (30 ticks), at least 20 ticks after that ping.
+        let mut first_ping = None;
+        for now in 1..=40 {
+            core.expire(now, &mut due);
+            if first_ping.is_none() && core.counters().get(Counter::PingsSent) > 0 {
+                first_ping = Some(now);
+            }
+            if closed(&core, steady) {
+                assert!(now >= 30 && now >= first_ping.unwrap() + 20, "closed at tick {now}");
+                break;
+            }
+        }
+        assert!(closed(&core, steady), "closed for the heartbeat");
+        assert_eq!(core.counters().get(Counter::HeartbeatTimeouts), 1);
+        // Another core stalls past interval + pong timeout before its connection's first
+        // check: the connection is pinged, not closed, and closed only a pong timeout later.
+        let core = core_with(config);
+        let stalled = open(&core);
+        while core.expire(100, &mut due) {}
+        assert!(!closed(&core, stalled), "not closed without a ping");
+        assert_eq!(core.counters().get(Counter::PingsSent), 1, "pinged");
+        core.expire(119, &mut due);
+        assert!(!closed(&core, stalled));
+        core.expire(120, &mut due);
+        assert!(closed(&core, stalled), "closed a pong timeout after the ping");
+        assert_eq!(core.counters().get(Counter::HeartbeatTimeouts), 1);
     }
 
     #[test]
