@@ -496,7 +496,7 @@ fn the_admin_token_guards_publishing_and_observability_but_not_health() {
 fn admin_listen_moves_publishing_and_observability_off_the_websocket_port() {
     for driver in DRIVERS {
         let server = ServerProcess::start(driver, &["--mode", "push", "--admin-listen", "127.0.0.1:0"]);
-        let admin = printed_addr(&server, "admin on http://", "/");
+        let admin = server.printed_addr("admin on http://", "/");
         let mut subscriber = Subscriber::connect(server.addr, "/ws?topics=a");
         subscriber.expect_subscribed("a");
         let (status, _) = post(server.addr, "/publish/a", "", "public");
@@ -528,23 +528,12 @@ fn admin_listen_moves_publishing_and_observability_off_the_websocket_port() {
             "127.0.0.1:0",
         ],
     );
-    let metrics = printed_addr(&server, "metrics on http://", "/metrics");
-    let admin = printed_addr(&server, "admin on http://", "/");
+    let metrics = server.printed_addr("metrics on http://", "/metrics");
+    let admin = server.printed_addr("admin on http://", "/");
     assert_eq!(get(metrics, "/metrics", "").0, 200);
     assert_eq!(get(admin, "/metrics", "").0, 404);
     assert_eq!(post(metrics, "/publish/a", "", "x").0, 404);
     assert_eq!(post(admin, "/publish/a", "", "x").0, 200);
-}
-
-/// The address in the server's next stdout line, `{prefix}ADDR{suffix}`.
-fn printed_addr(server: &ServerProcess, prefix: &str, suffix: &str) -> SocketAddr {
-    let line = server.stdout_line();
-    line.trim()
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_suffix(suffix))
-        .unwrap_or_else(|| panic!("expected {prefix}ADDR{suffix}, got {line:?}"))
-        .parse()
-        .unwrap()
 }
 
 #[test]

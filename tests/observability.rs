@@ -306,14 +306,7 @@ fn the_stats_stream_reports_connections_and_ignores_what_the_page_sends() {
 #[test]
 fn metrics_listen_moves_the_observability_endpoints_off_the_websocket_port() {
     let server = ServerProcess::start("uring", &["--metrics-listen", "127.0.0.1:0"]);
-    let line = server.stdout_line();
-    let metrics: SocketAddr = line
-        .trim()
-        .strip_prefix("metrics on http://")
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no metrics line: {line:?}"))
-        .parse()
-        .unwrap();
+    let metrics = server.printed_addr("metrics on http://", "/metrics");
     let status = |addr: SocketAddr, request: &str| -> u16 {
         let response = http_at(addr, request);
         response.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0)

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{metric_at, ServerProcess, DRIVERS};
+use common::{metric_at, wait_for_metric_eq_at, ServerProcess, DRIVERS};
 use openssl::ssl::{SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion};
 use tungstenite::{Error, Message, WebSocket};
 
@@ -33,14 +33,7 @@ impl TlsServer {
         ];
         all.extend_from_slice(args);
         let process = ServerProcess::start(driver, &all);
-        let line = process.stdout_line();
-        let metrics = line
-            .trim()
-            .strip_prefix("metrics on http://")
-            .and_then(|rest| rest.strip_suffix("/metrics"))
-            .unwrap_or_else(|| panic!("no metrics line: {line:?}"))
-            .parse()
-            .unwrap();
+        let metrics = process.printed_addr("metrics on http://", "/metrics");
         TlsServer { process, metrics }
     }
 
@@ -48,18 +41,8 @@ impl TlsServer {
         metric_at(self.metrics, series)
     }
 
-    /// Waits (bounded) until `series` reads `value` (the server counts after the client sees
-    /// the outcome).
     fn wait_for_metric(&self, series: &str, value: u64) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while self.metric(series) != value {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{series} never reached {value}: {}",
-                self.metric(series)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_metric_eq_at(self.metrics, series, value);
     }
 }
 

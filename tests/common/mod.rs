@@ -89,6 +89,18 @@ impl ServerProcess {
         line
     }
 
+    /// The address in the server's next stdout line, `{prefix}ADDR{suffix}` (e.g. `metrics on
+    /// http://` and `/metrics`).
+    pub fn printed_addr(&self, prefix: &str, suffix: &str) -> SocketAddr {
+        let line = self.stdout_line();
+        line.trim()
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(suffix))
+            .unwrap_or_else(|| panic!("expected {prefix}ADDR{suffix}, got {line:?}"))
+            .parse()
+            .unwrap()
+    }
+
     /// `ws://addr{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
@@ -170,13 +182,7 @@ impl ServerProcess {
 
     /// Waits (bounded) until `series` is exactly `value` (e.g. open connections back to 0).
     pub fn wait_for_metric_eq(&self, series: &str, value: u64) {
-        for _ in 0..400 {
-            if self.metric(series) == value {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("{series} never came to {value} (now {})", self.metric(series));
+        wait_for_metric_eq_at(self.addr, series, value);
     }
 
     /// The server's process id.
@@ -217,6 +223,17 @@ pub fn http_bytes_at(addr: SocketAddr, request: &[u8]) -> String {
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Waits (bounded) until `series` in the `/metrics` at `addr` is exactly `value`.
+pub fn wait_for_metric_eq_at(addr: SocketAddr, series: &str, value: u64) {
+    for _ in 0..400 {
+        if metric_at(addr, series) == value {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{series} never came to {value} (now {})", metric_at(addr, series));
 }
 
 /// The value of one metric line scraped from `/metrics` at `addr` (0 when absent).
