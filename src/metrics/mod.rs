@@ -242,10 +242,10 @@ impl Counter {
             }
             TokenExpiredCloses => "Connections closed with 4001 because their token expired.",
             TlsHandshakeFailures => {
-                "TLS handshakes that failed (the peer's alert, a protocol error, no shared version or suite)."
+                "TLS failures before the upgrade: failed handshakes (the peer's alert, a protocol error, no shared version or suite) and bad records in a request."
             }
             TlsErrors => {
-                "Open TLS connections ended by a record that could not be read (closed without a close frame)."
+                "Open TLS connections ended by a record that could not be read or made (closed without a close frame)."
             }
             HandshakeTimeouts => "Connections that sent no complete request within handshake_timeout.",
             HandshakeAborted => "Connections that went away during the handshake.",

@@ -67,6 +67,7 @@ impl Accepted {
     /// returns once some application data has come.
     pub async fn read_available<H>(&mut self, core: &CoreCtx<H>, into: &mut Vec<u8>) -> Result<(), ReadFailure> {
         let mut transmit = Vec::new();
+        let before = into.len();
         loop {
             let outcome = core.with_scratch(|scratch| {
                 let outcome = recv_nonblocking(self.fd, scratch);
@@ -76,10 +77,12 @@ impl Accepted {
                 let first_read = !std::mem::replace(&mut self.started, true);
                 let plaintext = match &mut self.tls {
                     Some(_) if first_read && scratch[0] != TLS_HANDSHAKE_RECORD => Err(ReadFailure::PlainOnTlsPort),
-                    Some(tls) => tls
-                        .read(&mut scratch[..n], into, &mut transmit)
-                        .map(drop)
-                        .map_err(ReadFailure::Tls),
+                    Some(tls) => match tls.read(&mut scratch[..n], into, &mut transmit) {
+                        // The peer ended TLS: nothing more can come.
+                        Ok(progress) if progress.peer_closed && into.len() == before => Err(ReadFailure::Aborted),
+                        Ok(_) => Ok(()),
+                        Err(error) => Err(ReadFailure::Tls(error)),
+                    },
                     None => {
                         into.extend_from_slice(&scratch[..n]);
                         Ok(())
@@ -91,7 +94,9 @@ impl Accepted {
                 // Handshake flights, or the alert of a failed handshake (best effort).
                 let sent = write_all(&self.stream, self.fd, &transmit).await;
                 transmit.clear();
-                sent.map_err(|_| ReadFailure::Aborted)?;
+                if sent.is_err() && matches!(outcome, Ok((_, Ok(())))) {
+                    return Err(ReadFailure::Aborted);
+                }
             }
             match outcome {
                 Ok((ReadOutcome::Data(_), Err(ReadFailure::PlainOnTlsPort))) => {
@@ -99,7 +104,7 @@ impl Accepted {
                     return Err(ReadFailure::PlainOnTlsPort);
                 }
                 Ok((ReadOutcome::Data(_), Err(failure))) => return Err(failure),
-                Ok((ReadOutcome::Data(_), Ok(()))) if !into.is_empty() => return Ok(()),
+                Ok((ReadOutcome::Data(_), Ok(()))) if into.len() > before => return Ok(()),
                 Ok((ReadOutcome::Data(_), Ok(()))) => {}
                 Ok((ReadOutcome::WouldBlock, _)) => {
                     self.stream.readable(false).await.map_err(|_| ReadFailure::Aborted)?;
@@ -138,7 +143,8 @@ impl Accepted {
         if let Some(tls) = self.tls.as_mut().filter(|t| !t.is_handshaking()) {
             let mut records = Vec::new();
             if tls.close_notify(&mut records).is_ok() {
-                let _ = write_all(&self.stream, self.fd, &records).await;
+                let write = write_all(&self.stream, self.fd, &records);
+                let _ = monoio::time::timeout(core.shared.config.close_timeout, write).await;
             }
         }
         linger_close(core, &self.stream, self.fd).await;

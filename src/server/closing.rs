@@ -11,6 +11,7 @@ use super::conn::{ConnRole, ConnState, EngineClose, IoFlags, OpenParts};
 use super::core::CoreCtx;
 use super::ending::{Ending, TransportError};
 use super::socket::{discard_pending, flush, linger_close, read_once, Flush, ReadResult};
+use super::sys::shutdown_both;
 use crate::api::{CloseInfo, ClosedBy, ConnId};
 use crate::handler::Handler;
 use crate::metrics::Counter;
@@ -92,8 +93,13 @@ fn close_without_waiting<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd, e
             | Ending::Transport(TransportError::Eof)
             | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle)
     );
-    if !answer_and_close && !matches!(ending, Ending::Transport(_)) {
+    let broken = matches!(ending, Ending::Transport(_) | Ending::Engine(EngineClose::TlsFailed));
+    if !answer_and_close && !broken {
         return Some(ending);
+    }
+    if matches!(ending, Ending::Transport(TransportError::Tls)) {
+        // The alert the TLS session made for the peer, as far as the socket takes it now.
+        let _ = core.conns.with(id, flush);
     }
     if answer_and_close {
         if let Some(Ok(Flush::Blocked)) = core.conns.with(id, flush) {
@@ -113,11 +119,18 @@ fn close_without_waiting<H: Handler>(core: &CoreCtx<H>, id: ConnId, fd: RawFd, e
 /// its socket is closed here in its open phase, or with its closing task, which the runtime
 /// drops as it stops.
 pub(crate) fn abandon_at_shutdown<H: Handler>(core: &CoreCtx<H>, id: ConnId) {
-    let Some((fd, handed_off)) = core.conns.with(id, |c| (c.fd(), c.io.has(IoFlags::HANDED_OFF))) else {
+    let Some((fd, handed_off)) = core.conns.with(id, |c| {
+        if c.io.has(IoFlags::SEND_IN_FLIGHT) {
+            c.abandon_outbound();
+        }
+        (c.fd(), c.io.has(IoFlags::HANDED_OFF))
+    }) else {
         return;
     };
     finish(core, id, ClosedBy::Shutdown, Some("shutdown_timeout"), false);
     if !handed_off {
+        // Shut first, so that operations still queued on the ring end at once.
+        shutdown_both(fd);
         // SAFETY: in its open phase the connection owns `fd`; its state is gone, so nothing
         // of ours uses the descriptor again.
         unsafe { libc::close(fd) };
@@ -165,6 +178,10 @@ fn classify<H>(core: &CoreCtx<H>, id: ConnId, ending: &Ending) -> (ClosedBy, Opt
         Ending::Engine(EngineClose::Shutdown) => (ClosedBy::Shutdown, None),
         Ending::Engine(EngineClose::HandlerPanic) => (ClosedBy::Error, Some("handler_panic")),
         Ending::Engine(EngineClose::SlowConsumer) => (ClosedBy::Error, Some("slow_consumer")),
+        Ending::Engine(EngineClose::TlsFailed) => {
+            counters.inc(Counter::TlsErrors);
+            (ClosedBy::Error, Some("tls_error"))
+        }
         Ending::Violation(violation) => {
             counters.inc(match violation.code {
                 CloseCode::INVALID_PAYLOAD => Counter::Close1007,
@@ -263,7 +280,9 @@ async fn closing_handshake<H: Handler>(io: &ConnIo<'_, H>, ending: &Ending) {
         }
     }
     match ending {
-        Ending::ClientClose | Ending::Transport(_) | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle) => {
+        Ending::ClientClose
+        | Ending::Transport(_)
+        | Ending::Engine(EngineClose::Heartbeat | EngineClose::Idle | EngineClose::TlsFailed) => {
             discard_pending(io.core, io.fd)
         }
         Ending::Violation(_) | Ending::Engine(EngineClose::HandlerPanic) => {

@@ -33,6 +33,8 @@ pub(crate) enum EngineClose {
     Shutdown,
     /// The handler panicked while handling this connection (closed with 1011).
     HandlerPanic,
+    /// Its TLS session could not encrypt what was queued (closed without a close frame).
+    TlsFailed,
 }
 
 /// How many low bits of a connection's generation the drivers' tokens carry.
@@ -306,6 +308,7 @@ impl ConnState {
             let tls = self.tls.as_deref_mut()?;
             let outbound = self.outbound.as_deref_mut()?;
             let closing = self.sent_close.is_some();
+            let mut failed = false;
             outbound.encrypt_queued(|plaintext| {
                 let mut records = Vec::new();
                 let mut encrypted = tls.encrypt(plaintext, &mut records);
@@ -315,16 +318,32 @@ impl ConnState {
                 match encrypted {
                     Ok(()) => Some(records),
                     Err(error) => {
-                        tracing::warn!(event = "tls_encrypt_failed", %error, "queued frames dropped");
+                        tracing::warn!(event = "tls_encrypt_failed", reason = error.reason(), %error);
+                        failed = true;
                         None
                     }
                 }
             });
+            if failed {
+                // Dropped frames leave a hole in the stream: the connection ends here.
+                self.engine_close.get_or_insert(EngineClose::TlsFailed);
+                self.request_service();
+            }
             if self.outbound.as_ref().is_some_and(|o| o.is_empty()) {
                 self.outbound = None;
             }
         }
         self.outbound.as_deref_mut()
+    }
+
+    /// Gives up the outbound queue of a connection abandoned at the shutdown timeout while
+    /// an io_uring send still points into it: the queue is leaked, not freed, so that the
+    /// kernel never reads freed memory (the process is stopping; this happens once per
+    /// connection still open then).
+    pub(crate) fn abandon_outbound(&mut self) {
+        if let Some(outbound) = self.outbound.take() {
+            Box::leak(outbound);
+        }
     }
 
     /// Queues TLS records the session made while reading (a key update, an alert), to go

@@ -32,6 +32,17 @@ impl From<InputError> for Ending {
 }
 
 impl Ending {
+    /// Whether the connection's input can no longer be trusted to decode (a protocol
+    /// violation, a panicking handler, a broken TLS session): what still arrives is dropped.
+    pub(crate) fn input_untrusted(&self) -> bool {
+        matches!(
+            self,
+            Ending::Violation(_)
+                | Ending::Engine(EngineClose::HandlerPanic | EngineClose::TlsFailed)
+                | Ending::Transport(TransportError::Tls)
+        )
+    }
+
     /// Whether the open phase of `c` is over, and how: the peer's close frame arrived, the
     /// engine closed it, or a handler queued a close frame.
     pub(crate) fn of(c: &ConnState) -> Option<Ending> {

@@ -50,9 +50,10 @@ pub(crate) fn begin<H: Handler>(core: &CoreCtx<H>, id: ConnId, early: &mut [u8])
 pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8]) -> Result<(), InputError> {
     let began = core.observer.read_began();
     let now = core.now_tick();
-    let Some((Some(mut parts), tls)) = core.conns.with(id, |c| {
+    let Some(Some((mut parts, tls))) = core.conns.with(id, |c| {
         c.last_rx_tick = now;
-        (c.parts.take(), c.tls.take())
+        let parts = c.parts.take()?;
+        Some((parts, c.tls.take()))
     }) else {
         return Ok(());
     };
@@ -69,7 +70,7 @@ pub(crate) fn receive<H: Handler>(core: &CoreCtx<H>, id: ConnId, bytes: &mut [u8
             });
             match read {
                 Err(error) => {
-                    tracing::info!(event = "tls_error", conn = %id, core = core.index, reason = error.reason());
+                    tracing::info!(event = "tls_error", conn = %id, core = core.index, reason = error.reason(), %error);
                     Err(InputError::Tls)
                 }
                 Ok(outcome) => {

@@ -88,9 +88,18 @@ pub fn send_nonblocking(fd: RawFd, data: &[u8]) -> io::Result<usize> {
 
 /// Shuts down the sending side so the peer sees FIN after everything queued (lingering close).
 pub fn shutdown_write(fd: RawFd) {
+    shutdown(fd, libc::SHUT_WR);
+}
+
+/// Shuts down both directions: operations waiting on the socket end at once.
+pub fn shutdown_both(fd: RawFd) {
+    shutdown(fd, libc::SHUT_RDWR);
+}
+
+fn shutdown(fd: RawFd, how: libc::c_int) {
     // SAFETY: plain syscall on a descriptor we own; errors (already closed) are irrelevant here.
     unsafe {
-        libc::shutdown(fd, libc::SHUT_WR);
+        libc::shutdown(fd, how);
     }
 }
 

@@ -30,6 +30,7 @@ pub(crate) async fn serve<H: Handler>(core: Rc<CoreCtx<H>>, stream: TcpStream, p
         (Some(config), ListenerRole::WebSocket) => match Accepted::tls(stream, config.clone()) {
             Ok(conn) => conn,
             Err(error) => {
+                core.counters().inc(Counter::TlsHandshakeFailures);
                 tracing::error!(event = "tls_session_failed", core = core.index, peer = %peer, %error);
                 return;
             }
@@ -282,7 +283,7 @@ fn count_head_failure<H>(core: &CoreCtx<H>, peer: SocketAddr, failure: HeadFailu
         }
         HeadFailure::Tls(error) => {
             core.counters().inc(Counter::TlsHandshakeFailures);
-            tracing::info!(event = "tls_handshake_failed", core = core.index, peer = %peer, reason = error.reason());
+            tracing::info!(event = "tls_handshake_failed", core = core.index, peer = %peer, reason = error.reason(), %error);
         }
         HeadFailure::Aborted | HeadFailure::Http(_) => core.counters().inc(Counter::HandshakeAborted),
     }

@@ -18,28 +18,54 @@ const DIRECT_CHUNK: usize = 2048;
 /// AEAD suites; the rest is slack, and a too-small buffer is grown to what rustls asks).
 const RECORD_OVERHEAD: usize = 64;
 
+/// Most received bytes held unprocessed: a handshake message may span records (rustls takes
+/// them up to 64 KiB), plus a record on either side of it. A peer that sends more without
+/// completing anything is refused.
+const MAX_PENDING: usize = 0x1_0000 + 2 * (MAX_FRAGMENT + 2048 + 5);
+
 /// A TLS failure: the peer broke the protocol, a handshake could not agree, or the
 /// connection's state refuses further use.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub(crate) struct TlsError(String);
-
-impl TlsError {
-    /// A short, stable name for logs and counters' log lines.
-    pub fn reason(&self) -> &str {
-        &self.0
-    }
+pub(crate) enum TlsError {
+    /// rustls refused the input (or its state after an earlier failure).
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The client sent 0-RTT data, which is not accepted.
+    #[error("early data is not accepted")]
+    EarlyData,
+    /// The peer sent more than [`MAX_PENDING`] bytes without completing a record.
+    #[error("more than {MAX_PENDING} bytes received without a complete record")]
+    Unfinished,
+    /// A record could not be made (encoding, encryption, or the session's state).
+    #[error("cannot make a record: {0}")]
+    Write(String),
 }
 
-impl From<rustls::Error> for TlsError {
-    fn from(error: rustls::Error) -> TlsError {
-        TlsError(error.to_string())
+impl TlsError {
+    /// A short, stable name for log lines (the error's text carries the details).
+    pub fn reason(&self) -> &'static str {
+        use rustls::Error;
+        match self {
+            TlsError::Rustls(Error::InvalidMessage(_)) => "invalid_message",
+            TlsError::Rustls(Error::InappropriateMessage { .. } | Error::InappropriateHandshakeMessage { .. }) => {
+                "unexpected_message"
+            }
+            TlsError::Rustls(Error::AlertReceived(_)) => "alert_received",
+            TlsError::Rustls(Error::DecryptError) => "decrypt_error",
+            TlsError::Rustls(Error::PeerIncompatible(_)) => "peer_incompatible",
+            TlsError::Rustls(Error::PeerMisbehaved(_)) => "peer_misbehaved",
+            TlsError::Rustls(Error::NoApplicationProtocol) => "no_application_protocol",
+            TlsError::Rustls(_) => "tls_other",
+            TlsError::EarlyData => "early_data",
+            TlsError::Unfinished => "unfinished_record",
+            TlsError::Write(_) => "write_failed",
+        }
     }
 }
 
 /// What one [`TlsSession::read`] found besides plaintext.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ReadOutcome {
+pub(crate) struct ReadProgress {
     /// The peer sent close_notify: no more plaintext will come.
     pub peer_closed: bool,
 }
@@ -52,6 +78,8 @@ pub(crate) struct TlsSession {
     pending: Vec<u8>,
     /// Whether our close_notify has been encrypted.
     close_notify_sent: bool,
+    /// Whether the peer's close_notify has come: what follows it is dropped unread.
+    peer_closed: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -70,6 +98,7 @@ impl TlsSession {
             conn: UnbufferedServerConnection::new(config)?,
             pending: Vec::new(),
             close_notify_sent: false,
+            peer_closed: false,
         })
     }
 
@@ -87,30 +116,42 @@ impl TlsSession {
     /// Processes `input`, the next bytes the peer sent: handshake messages are answered
     /// (their records appended to `transmit`, to be written before anything else), and the
     /// plaintext of application-data records is appended to `plaintext`. The records are
-    /// decrypted in `input` itself; only a trailing unfinished record is copied aside.
+    /// decrypted in `input` itself; only a trailing unfinished record is copied aside (at most
+    /// [`MAX_PENDING`] bytes of them). After the peer's close_notify, input is dropped unread.
     pub fn read(
         &mut self,
         input: &mut [u8],
         plaintext: &mut Vec<u8>,
         transmit: &mut Vec<u8>,
-    ) -> Result<ReadOutcome, TlsError> {
+    ) -> Result<ReadProgress, TlsError> {
+        if self.peer_closed {
+            return Ok(ReadProgress { peer_closed: true });
+        }
         // Plaintext is never longer than the ciphertext it came in.
         plaintext.reserve(input.len() + self.pending.len());
-        if self.pending.is_empty() {
-            let (used, outcome) = self.process(input, plaintext, transmit)?;
-            if used < input.len() {
-                self.pending = input[used..].to_vec();
-            }
-            return Ok(outcome);
-        }
-        let mut pending = std::mem::take(&mut self.pending);
-        pending.extend_from_slice(input);
-        let (used, outcome) = self.process(&mut pending, plaintext, transmit)?;
-        if used < pending.len() {
+        let (rest, progress) = if self.pending.is_empty() {
+            let (used, progress) = self.process(input, plaintext, transmit)?;
+            (&input[used..], progress)
+        } else {
+            let mut pending = std::mem::take(&mut self.pending);
+            pending.extend_from_slice(input);
+            let (used, progress) = self.process(&mut pending, plaintext, transmit)?;
             pending.drain(..used);
-            self.pending = pending;
+            if !pending.is_empty() {
+                self.pending = pending;
+            }
+            (&[][..], progress)
+        };
+        self.peer_closed = progress.peer_closed;
+        if progress.peer_closed {
+            self.pending = Vec::new();
+        } else if !rest.is_empty() {
+            self.pending = rest.to_vec();
         }
-        Ok(outcome)
+        if self.pending.len() > MAX_PENDING {
+            return Err(TlsError::Unfinished);
+        }
+        Ok(progress)
     }
 
     /// Runs rustls over `buffer` until it needs more bytes; returns how many it consumed.
@@ -119,9 +160,9 @@ impl TlsSession {
         buffer: &mut [u8],
         plaintext: &mut Vec<u8>,
         transmit: &mut Vec<u8>,
-    ) -> Result<(usize, ReadOutcome), TlsError> {
+    ) -> Result<(usize, ReadProgress), TlsError> {
         let mut start = 0;
-        let mut outcome = ReadOutcome::default();
+        let mut outcome = ReadProgress::default();
         loop {
             let status = self.conn.process_tls_records(&mut buffer[start..]);
             let mut discard = status.discard;
@@ -136,7 +177,14 @@ impl TlsSession {
             let done = match state {
                 ConnectionState::ReadTraffic(mut records) => {
                     while let Some(record) = records.next_record() {
-                        let record = record?;
+                        let record = match record {
+                            Ok(record) => record,
+                            Err(error) => {
+                                drop(records);
+                                self.flush_alerts(transmit);
+                                return Err(error.into());
+                            }
+                        };
                         discard += record.discard;
                         plaintext.extend_from_slice(record.payload);
                     }
@@ -155,10 +203,8 @@ impl TlsSession {
                     outcome.peer_closed = true;
                     false
                 }
-                ConnectionState::ReadEarlyData(_) => {
-                    return Err(TlsError("early data is not accepted".into()));
-                }
-                ConnectionState::WriteTraffic(_) | ConnectionState::BlockedHandshake | ConnectionState::Closed => true,
+                ConnectionState::ReadEarlyData(_) => return Err(TlsError::EarlyData),
+                // WriteTraffic, BlockedHandshake, Closed: nothing more to do with this input.
                 _ => true,
             };
             start += discard;
@@ -234,7 +280,7 @@ impl TlsSession {
                     let write = write.take().expect("the write state is reached once");
                     return write(&mut traffic, out);
                 }
-                other => return Err(TlsError(format!("cannot encrypt in state {other:?}"))),
+                other => return Err(TlsError::Write(format!("the session is in state {other:?}"))),
             }
         }
     }
@@ -273,7 +319,7 @@ fn append_growing<E: std::fmt::Display>(
             Ok(_) => return Ok(()),
             Err(error) => match required(&error) {
                 Some(size) if size > room => room = size,
-                _ => return Err(TlsError(error.to_string())),
+                _ => return Err(TlsError::Write(error.to_string())),
             },
         }
     }
@@ -401,6 +447,11 @@ mod tests {
         let (mut plaintext, mut transmit) = (Vec::new(), Vec::new());
         let outcome = server.read(&mut from_client, &mut plaintext, &mut transmit).unwrap();
         assert!(outcome.peer_closed);
+        // Whatever follows the close_notify is dropped, not held.
+        let mut junk = vec![23u8; 1 << 20];
+        let outcome = server.read(&mut junk, &mut plaintext, &mut transmit).unwrap();
+        assert!(outcome.peer_closed);
+        assert_eq!((plaintext.len(), server.pending_capacity()), (0, 0));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use std::rc::Rc;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use super::closing::end_open_phase;
-use super::conn::{EngineClose, IoFlags, GENERATION_BITS};
+use super::conn::{IoFlags, GENERATION_BITS};
 use super::core::CoreCtx;
 use super::ending::{Ending, TransportError};
 use super::inbox::Inbox;
@@ -411,10 +411,7 @@ impl<H: Handler> Uring<H> {
     /// arrives is held, undecoded, until the replies are written.
     fn receive(&mut self, id: ConnId, bid: u16, len: usize) {
         let ending = self.endings.get(&id);
-        if matches!(
-            ending,
-            Some(Ending::Violation(_) | Ending::Engine(EngineClose::HandlerPanic))
-        ) {
+        if ending.is_some_and(Ending::input_untrusted) {
             return;
         }
         if let Some(held) = self.held.get_mut(&id) {
@@ -637,7 +634,7 @@ impl<H: Handler> Uring<H> {
         if send {
             self.cancel(conn_data(Tag::Send, id));
         }
-        if !matches!(ending, Ending::Violation(_) | Ending::Engine(EngineClose::HandlerPanic)) {
+        if !ending.input_untrusted() {
             // Held input may hold the peer's close frame.
             self.decode_held(id, true);
         }
