@@ -231,6 +231,16 @@ impl Hub {
         Ok(true)
     }
 
+    /// Whether this node has taken `at` of `topic` from Redis already (or a later message of
+    /// that epoch, which Redis sequenced after it).
+    pub fn has_taken(&self, topic: &str, at: Sequenced) -> bool {
+        let shard = self.shard(topic);
+        shard
+            .get(topic)
+            .and_then(|log| log.redis_last)
+            .is_some_and(|last| last.epoch == at.epoch && at.seq <= last.seq)
+    }
+
     /// Subscribes core `core` to `topic` (creating it), resuming from `since`: the messages
     /// the client missed, or the gap it must know about. The shard lock covers both, so every
     /// message is either in `replay`/the gap or comes later through the inbox.

@@ -12,6 +12,13 @@
 //!   published while it was cut off are not lost and those it delivered are not delivered
 //!   again. Publishes go through Redis again from the moment the node is subscribed, before
 //!   the resync (none is sequenced locally while it catches up).
+//! - A publish Redis acknowledged is delivered here even if its copy never comes back on the
+//!   channel: Redis writes the answer to the publisher and the message to subscribers
+//!   separately, the answer first, so a Redis killed or hung between the two has sequenced
+//!   (and acknowledged) a message this node's subscriber never receives. The publisher notes
+//!   every acknowledged publish until the channel brings it; when the subscription ends, the
+//!   subscriber hands what is still unseen to the hub, in order, and only then does the
+//!   publisher sequence anything locally.
 //! - Redis unreachable: publishes are sequenced locally under a new epoch (local delivery keeps
 //!   working; subscribers see the epoch change), the node says so in `/readyz`, a log line
 //!   and `ringcast_redis_connected`, and it reconnects with backoff (0.1 s doubling to 5 s).
@@ -21,14 +28,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use redis::{Client, Commands, Connection, Script};
 
 use super::envelope::{Epoch, Payload};
-use super::hub::{HistorySettings, Hub, Sequenced};
+use super::hub::{HistorySettings, Hub, Sequenced, TopicLimit};
 use super::service::{PublishDone, PublishJob};
 use crate::metrics::MetricSource;
 
@@ -70,13 +77,43 @@ const QUIET_PING: Duration = Duration::from_secs(2);
 pub(crate) struct LinkState {
     /// Connected and caught up (`/readyz`, `ringcast_redis_connected`).
     up: AtomicBool,
-    /// Subscribed to the channel: publishes go through Redis (from before the resync, so
-    /// that none is sequenced locally while the node catches up).
-    publishing: AtomicBool,
     connects: AtomicU64,
     received: AtomicU64,
     local_fallbacks: AtomicU64,
     last_error: Mutex<String>,
+    /// The subscription (while it runs, publishes go through Redis: from before the resync,
+    /// so that none is sequenced locally while the node catches up) and the acknowledged
+    /// publishes it has not brought yet.
+    handoff: Mutex<Handoff>,
+    /// Signalled when [`Handoff::unseen`] empties.
+    all_seen: Condvar,
+}
+
+/// What the publisher and the subscriber threads hand each other about the subscription.
+#[derive(Debug, Default)]
+struct Handoff {
+    /// Counts subscriptions: the one running, or the last one.
+    link: u64,
+    /// Whether subscription `link` runs (its messages are taken from the channel).
+    live: bool,
+    /// Publishes Redis acknowledged during subscription `link` whose copy the channel has not
+    /// brought yet, in the order Redis sequenced them.
+    unseen: Vec<Unseen>,
+}
+
+/// A publish Redis sequenced and acknowledged, kept until this node has taken it.
+#[derive(Debug)]
+struct Unseen {
+    topic: String,
+    at: Sequenced,
+    payload: Payload,
+}
+
+impl Unseen {
+    /// Whether taking `at` of `topic` takes this one too (the channel keeps Redis's order).
+    fn covered_by(&self, topic: &str, at: Sequenced) -> bool {
+        self.topic == topic && self.at.epoch == at.epoch && self.at.seq <= at.seq
+    }
 }
 
 impl LinkState {
@@ -84,14 +121,79 @@ impl LinkState {
         self.up.load(Ordering::Relaxed)
     }
 
-    fn is_publishing(&self) -> bool {
-        self.publishing.load(Ordering::Relaxed)
+    fn handoff(&self) -> MutexGuard<'_, Handoff> {
+        self.handoff.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new subscription runs: its channel brings every message Redis sequences from now on.
+    fn start_link(&self) {
+        let mut handoff = self.handoff();
+        handoff.link += 1;
+        handoff.live = true;
+    }
+
+    /// The subscription has ended: nothing more comes from its channel, so the publishes
+    /// Redis acknowledged that it did not bring are handed to the hub now, in order (before
+    /// the publisher sequences anything locally).
+    fn end_link(&self, hub: &Hub) {
+        let mut handoff = self.handoff();
+        handoff.live = false;
+        for unseen in handoff.unseen.drain(..) {
+            let _ = hub.accept_sequenced(&unseen.topic, unseen.at, &unseen.payload);
+        }
+        self.all_seen.notify_all();
+    }
+
+    /// Takes a message Redis sequenced (from the channel or a resync) into the hub, and
+    /// forgets the acknowledged publishes it covers.
+    fn take(&self, hub: &Hub, topic: &str, at: Sequenced, payload: &Payload) -> Result<bool, TopicLimit> {
+        let mut handoff = self.handoff();
+        let taken = hub.accept_sequenced(topic, at, payload);
+        if !handoff.unseen.is_empty() {
+            handoff.unseen.retain(|u| !u.covered_by(topic, at));
+            if handoff.unseen.is_empty() {
+                self.all_seen.notify_all();
+            }
+        }
+        taken
+    }
+
+    /// The number of the running subscription, if one runs.
+    fn live_link(&self) -> Option<u64> {
+        let handoff = self.handoff();
+        handoff.live.then_some(handoff.link)
+    }
+
+    /// Redis acknowledged `at` of `topic`, published on a connection made during subscription
+    /// `link`: kept until the channel brings it, or handed to the hub at once if that
+    /// subscription has ended (nothing else would deliver it).
+    fn acknowledged(&self, hub: &Hub, link: u64, topic: &str, at: Sequenced, payload: &Payload) {
+        let mut handoff = self.handoff();
+        if handoff.live && handoff.link == link {
+            if !hub.has_taken(topic, at) {
+                handoff.unseen.push(Unseen {
+                    topic: topic.to_owned(),
+                    at,
+                    payload: payload.clone(),
+                });
+            }
+        } else {
+            let _ = hub.accept_sequenced(topic, at, payload);
+        }
+    }
+
+    /// Waits until every publish Redis acknowledged has reached the hub: taken from the
+    /// channel, or handed over when the subscription ended.
+    fn wait_all_seen(&self) {
+        let mut handoff = self.handoff();
+        while !handoff.unseen.is_empty() {
+            handoff = self.all_seen.wait(handoff).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Marks the link down (logging once per outage).
     fn down(&self, error: &redis::RedisError) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = error.to_string();
-        self.publishing.store(false, Ordering::Relaxed);
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(event = "redis_down", error = %error, "Redis unreachable: publishing and delivering on this node only, reconnecting");
         }
@@ -242,7 +344,8 @@ fn connect(client: &Client) -> redis::RedisResult<Connection> {
 /// Runs publish jobs from the cores, one at a time, and posts each outcome back.
 struct Publisher {
     client: Client,
-    connection: Option<Connection>,
+    /// The connection, and the subscription during which it was made.
+    connection: Option<(Connection, u64)>,
     script: Script,
     keys: Keys,
     history: HistorySettings,
@@ -257,18 +360,21 @@ impl Publisher {
                 .items
                 .iter()
                 .map(|p| {
-                    let outcome = match self.state.is_publishing() {
-                        true => self.publish(&p.topic, &p.payload),
-                        false => Err(redis::RedisError::from((redis::ErrorKind::Io, "link down"))),
+                    let link = self.state.live_link();
+                    let outcome = match link {
+                        Some(link) => self.publish(link, &p.topic, &p.payload),
+                        None => Err(redis::RedisError::from((redis::ErrorKind::Io, "link down"))),
                     };
                     let outcome = outcome.or_else(|error| {
                         // A failure while the link is up is this connection's or this script's:
                         // reconnect for the next publish. The subscriber thread owns the link
                         // state and notices an outage on its own connection.
-                        if self.state.is_publishing() {
+                        if link.is_some() {
                             tracing::warn!(event = "redis_publish_failed", topic = %p.topic, error = %error, "publishing on this node only");
                             self.connection = None;
                         }
+                        // What Redis acknowledged comes first, then what is sequenced here.
+                        self.state.wait_all_seen();
                         self.state.local_fallbacks.fetch_add(1, Ordering::Relaxed);
                         self.hub.publish_local(&p.topic, &p.payload)
                     });
@@ -284,12 +390,17 @@ impl Publisher {
         }
     }
 
-    /// One publish through the script. Delivery (here too) comes back through the channel.
-    fn publish(&mut self, topic: &str, payload: &Payload) -> redis::RedisResult<Sequenced> {
-        if self.connection.is_none() {
-            self.connection = Some(connect(&self.client)?);
+    /// One publish through the script, during subscription `link`. Delivery (here too) comes
+    /// back through the channel; the acknowledgement is noted until it has.
+    fn publish(&mut self, link: u64, topic: &str, payload: &Payload) -> redis::RedisResult<Sequenced> {
+        if self.connection.as_ref().is_some_and(|(_, made)| *made != link) {
+            // Made before the last outage: to a Redis that may be gone, or hung and back.
+            self.connection = None;
         }
-        let connection = self.connection.as_mut().expect("just connected");
+        if self.connection.is_none() {
+            self.connection = Some((connect(&self.client)?, link));
+        }
+        let (connection, _) = self.connection.as_mut().expect("just connected");
         let (kind, bytes) = match payload {
             Payload::Text(text) => ("t", text.as_bytes()),
             Payload::Binary(bytes) => ("b", &bytes[..]),
@@ -308,7 +419,9 @@ impl Publisher {
             .arg(topic)
             .invoke(connection)?;
         let epoch = epoch.parse().map_err(|_| bad_reply("epoch is not hex"))?;
-        Ok(Sequenced { epoch, seq })
+        let at = Sequenced { epoch, seq };
+        self.state.acknowledged(&self.hub, link, topic, at, payload);
+        Ok(at)
     }
 }
 
@@ -329,7 +442,9 @@ impl Subscriber {
     fn run(self) {
         let mut backoff = BACKOFF.0;
         while !self.stop.load(Ordering::Relaxed) {
-            let error = match self.follow(&mut backoff) {
+            let followed = self.follow(&mut backoff);
+            self.state.end_link(&self.hub);
+            let error = match followed {
                 Ok(()) => return,
                 Err(error) => error,
             };
@@ -353,7 +468,7 @@ impl Subscriber {
         pubsub.set_read_timeout(Some(POLL))?;
         // From here every message Redis sequences reaches this node; the resync reads what
         // came before, and the channel's copies of what it read are dropped as duplicates.
-        self.state.publishing.store(true, Ordering::Relaxed);
+        self.state.start_link();
         self.resync(&mut data)?;
         drop(data);
         self.state.connects.fetch_add(1, Ordering::Relaxed);
@@ -391,7 +506,7 @@ impl Subscriber {
         self.state.received.fetch_add(1, Ordering::Relaxed);
         match parse_channel_message(message) {
             Some((topic, at, payload)) => {
-                if let Err(error) = self.hub.accept_sequenced(topic, at, &payload) {
+                if let Err(error) = self.state.take(&self.hub, topic, at, &payload) {
                     tracing::warn!(event = "redis_message_dropped", topic, error = %error);
                 }
             }
@@ -443,7 +558,7 @@ impl Subscriber {
                 let Some((seq, payload)) = parse_history_entry(&id, &fields) else {
                     continue;
                 };
-                let _ = self.hub.accept_sequenced(&topic, Sequenced { epoch, seq }, &payload);
+                let _ = self.state.take(&self.hub, &topic, Sequenced { epoch, seq }, &payload);
             }
         }
         Ok(())
@@ -507,5 +622,42 @@ mod tests {
             Some((12, Payload::Text("hi".into())))
         );
         assert_eq!(parse_history_entry("x-1", &fields), None);
+    }
+
+    #[test]
+    fn acknowledged_publishes_the_channel_never_brought_reach_the_hub_when_the_link_ends() {
+        let hub = Hub::new(HistorySettings {
+            size: 16,
+            ttl: None,
+            max_topics: 64,
+        });
+        let state = LinkState::default();
+        let at = |seq| Sequenced { epoch: Epoch(7), seq };
+        let text = |s: &str| Payload::Text(s.into());
+        state.start_link();
+        // 1 comes on the channel after its acknowledgement, 2 before it: neither is kept.
+        state.acknowledged(&hub, 1, "t", at(1), &text("a"));
+        assert_eq!(state.take(&hub, "t", at(1), &text("a")), Ok(true));
+        assert_eq!(state.take(&hub, "t", at(2), &text("b")), Ok(true));
+        state.acknowledged(&hub, 1, "t", at(2), &text("b"));
+        assert!(state.handoff().unseen.is_empty());
+        // 3 and 4 are acknowledged, then Redis goes away before writing them to the channel.
+        state.acknowledged(&hub, 1, "t", at(3), &text("c"));
+        state.acknowledged(&hub, 1, "t", at(4), &text("d"));
+        std::thread::scope(|scope| {
+            let publisher = scope.spawn(|| state.wait_all_seen());
+            state.end_link(&hub);
+            publisher.join().unwrap();
+        });
+        assert_eq!(hub.positions()[0].redis, Some(at(4)));
+        assert_eq!(hub.held_messages(), 4);
+        // An acknowledgement that comes after its subscription ended goes to the hub at once.
+        state.acknowledged(&hub, 1, "t", at(5), &text("e"));
+        assert_eq!(hub.positions()[0].redis, Some(at(5)));
+        assert!(state.handoff().unseen.is_empty());
+        // The next subscription has a number of its own (the publisher's connection made
+        // during subscription 1 is not reused in it).
+        state.start_link();
+        assert_eq!(state.live_link(), Some(2));
     }
 }
