@@ -39,6 +39,9 @@ pub(crate) enum TlsError {
     /// A record could not be made (encoding, encryption, or the session's state).
     #[error("cannot make a record: {0}")]
     Write(String),
+    /// An earlier read failed; the session is unusable.
+    #[error("the TLS session failed earlier")]
+    Failed,
 }
 
 impl TlsError {
@@ -59,6 +62,7 @@ impl TlsError {
             TlsError::EarlyData => "early_data",
             TlsError::Unfinished => "unfinished_record",
             TlsError::Write(_) => "write_failed",
+            TlsError::Failed => "failed_earlier",
         }
     }
 }
@@ -80,6 +84,9 @@ pub(crate) struct TlsSession {
     close_notify_sent: bool,
     /// Whether the peer's close_notify has come: what follows it is dropped unread.
     peer_closed: bool,
+    /// Whether a read failed: rustls' state no longer matches any input we could give it,
+    /// so nothing more is read or written.
+    failed: bool,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -99,6 +106,7 @@ impl TlsSession {
             pending: Vec::new(),
             close_notify_sent: false,
             peer_closed: false,
+            failed: false,
         })
     }
 
@@ -119,6 +127,21 @@ impl TlsSession {
     /// decrypted in `input` itself; only a trailing unfinished record is copied aside (at most
     /// [`MAX_PENDING`] bytes of them). After the peer's close_notify, input is dropped unread.
     pub fn read(
+        &mut self,
+        input: &mut [u8],
+        plaintext: &mut Vec<u8>,
+        transmit: &mut Vec<u8>,
+    ) -> Result<ReadProgress, TlsError> {
+        if self.failed {
+            return Err(TlsError::Failed);
+        }
+        let result = self.read_records(input, plaintext, transmit);
+        self.failed = result.is_err();
+        result
+    }
+
+    /// [`TlsSession::read`] of a session that has not failed.
+    fn read_records(
         &mut self,
         input: &mut [u8],
         plaintext: &mut Vec<u8>,
@@ -170,7 +193,7 @@ impl TlsSession {
                 Ok(state) => state,
                 Err(error) => {
                     // rustls queued an alert for the peer: hand it over before failing.
-                    self.flush_alerts(transmit);
+                    self.flush_alert(&mut buffer[start + discard..], transmit);
                     return Err(error.into());
                 }
             };
@@ -181,7 +204,7 @@ impl TlsSession {
                             Ok(record) => record,
                             Err(error) => {
                                 drop(records);
-                                self.flush_alerts(transmit);
+                                self.flush_alert(&mut buffer[start + discard..], transmit);
                                 return Err(error.into());
                             }
                         };
@@ -266,6 +289,9 @@ impl TlsSession {
             &mut Vec<u8>,
         ) -> Result<(), TlsError>,
     ) -> Result<(), TlsError> {
+        if self.failed {
+            return Err(TlsError::Failed);
+        }
         let mut write = Some(write);
         loop {
             // Every complete record has been processed on receipt, so what `pending` holds is
@@ -285,19 +311,13 @@ impl TlsSession {
         }
     }
 
-    /// Encodes the alerts rustls queued after a failure.
-    fn flush_alerts(&mut self, transmit: &mut Vec<u8>) {
-        for _ in 0..4 {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state {
-                Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                    if encode_into(transmit, |buf| encode.encode(buf)).is_err() {
-                        return;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(transmitted)) => transmitted.done(),
-                _ => return,
-            }
+    /// Encodes the alert rustls queued after a failure (a fatal error queues one at most;
+    /// asking again would make rustls process the input again). `rest` is the input after
+    /// what the failed call discarded: rustls must see its input unchanged (its handshake
+    /// reassembly keeps offsets into it), even when it only hands out what it queued.
+    fn flush_alert(&mut self, rest: &mut [u8], transmit: &mut Vec<u8>) {
+        if let Ok(ConnectionState::EncodeTlsData(mut encode)) = self.conn.process_tls_records(rest).state {
+            let _ = encode_into(transmit, |buf| encode.encode(buf));
         }
     }
 }
@@ -358,8 +378,11 @@ mod tests {
     const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
 
     fn server() -> TlsSession {
-        let config = crate::tls::server_config(&format!("{DIR}/server.pem"), &format!("{DIR}/server.key")).unwrap();
-        TlsSession::new(config).unwrap()
+        static CONFIG: std::sync::OnceLock<Arc<ServerConfig>> = std::sync::OnceLock::new();
+        let config = CONFIG.get_or_init(|| {
+            crate::tls::server_config(&format!("{DIR}/server.pem"), &format!("{DIR}/server.key")).unwrap()
+        });
+        TlsSession::new(config.clone()).unwrap()
     }
 
     fn client() -> ClientConnection {
@@ -466,6 +489,29 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_failed_reads_and_writes_nothing_more() {
+        let (mut server, mut client) = (server(), client());
+        handshake(&mut server, &mut client, 1 << 20);
+        client.writer().write_all(b"a request split over two records").unwrap();
+        let mut record = client_output(&mut client);
+        let last = record.len() - 1;
+        record[last] ^= 1; // the tag no longer matches
+        let (mut plaintext, mut transmit) = (Vec::new(), Vec::new());
+        assert!(server.read(&mut record, &mut plaintext, &mut transmit).is_err());
+        // The alert for the peer, encrypted (TLS 1.3 records all look like application data).
+        assert_eq!(transmit.first(), Some(&23));
+        assert!(plaintext.is_empty());
+        let mut out = Vec::new();
+        assert!(matches!(server.encrypt(&[b"reply"], &mut out), Err(TlsError::Failed)));
+        assert!(matches!(server.close_notify(&mut out), Err(TlsError::Failed)));
+        assert!(matches!(
+            server.read(&mut [23, 3, 3, 0, 1, 0], &mut plaintext, &mut transmit),
+            Err(TlsError::Failed)
+        ));
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn an_idle_session_holds_no_buffer() {
         let (mut server, mut client) = (server(), client());
         handshake(&mut server, &mut client, 1 << 20);
@@ -480,5 +526,27 @@ mod tests {
         assert!(server.pending_capacity() >= half);
         server.read(second, &mut plaintext, &mut transmit).unwrap();
         assert_eq!((plaintext.as_slice(), server.pending_capacity()), (&b"ping"[..], 0));
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends before or instead of a hello, split however: no panic, and
+        /// never more than MAX_PENDING held (plus the read that brought it).
+        #[test]
+        fn arbitrary_input_never_panics_and_holds_little(
+            header in proptest::sample::select(vec![vec![], vec![22, 3, 1], vec![22, 3, 3, 0x40, 0], vec![22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3]]),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..3000),
+            split in 1usize..700,
+        ) {
+            let mut server = server();
+            let mut input = [header, body].concat();
+            let (mut plaintext, mut transmit) = (Vec::new(), Vec::new());
+            for piece in input.chunks_mut(split) {
+                if server.read(piece, &mut plaintext, &mut transmit).is_err() {
+                    break;
+                }
+                proptest::prop_assert!(server.pending_capacity() <= MAX_PENDING + split);
+            }
+            proptest::prop_assert!(plaintext.is_empty(), "no application data without a handshake");
+        }
     }
 }
