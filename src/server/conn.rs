@@ -329,9 +329,7 @@ impl ConnState {
                 self.engine_close.get_or_insert(EngineClose::TlsFailed);
                 self.request_service();
             }
-            if self.outbound.as_ref().is_some_and(|o| o.is_empty()) {
-                self.outbound = None;
-            }
+            self.release_empty_queue();
         }
         self.outbound.as_deref_mut()
     }
@@ -358,9 +356,15 @@ impl ConnState {
     pub(crate) fn written(&mut self, n: usize) {
         if let Some(outbound) = self.outbound.as_mut() {
             outbound.consume(n);
-            if outbound.is_empty() {
-                self.outbound = None;
-            }
+            self.release_empty_queue();
+        }
+    }
+
+    /// Frees the queue once nothing is left in it (written, or dropped unencryptable), so an
+    /// idle connection holds no write buffer.
+    fn release_empty_queue(&mut self) {
+        if self.outbound.as_ref().is_some_and(|o| o.is_empty()) {
+            self.outbound = None;
         }
     }
 
